@@ -1,0 +1,7 @@
+"""The agent: what runs ON a lab host. Standard library only, Python >= 3.8, any OS.
+
+Run it by hand with `python3 -m labs` from the folder that holds labs/: it prints the host's facts, then one
+JSON line per case. One module per lab; LABS names them in the order they run.
+"""
+
+LABS = ("bind_matrix",)

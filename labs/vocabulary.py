@@ -1,0 +1,51 @@
+"""Names shared by every lab and by the controller: outcomes, states, socket options.
+
+These are the contract of ../shared/DESIGN.md. The controller validates expectation files against them, so a
+value that is not here cannot be expected, and a lab cannot emit one.
+"""
+
+# Outcomes that are not an errno name. An errno name (EADDRINUSE, EACCES, ...) is an outcome too.
+OK = "ok"
+UNSUPPORTED = "unsupported"      # the case cannot exist on this host (option unknown, first socket refused)
+INCONCLUSIVE = "inconclusive"    # the earlier socket's state was not witnessed: no result
+ERROR = "error"                  # the agent itself failed; message in `detail`
+SPECIAL_OUTCOMES = (OK, UNSUPPORTED, INCONCLUSIVE, ERROR)
+
+# Error names an outcome may carry: errno names, with Windows WSA codes mapped onto them (labs/sockopts.py).
+ERROR_NAMES = (
+    "EADDRINUSE", "EADDRNOTAVAIL", "EACCES", "EPERM", "EINVAL", "EOPNOTSUPP", "ENOPROTOOPT", "EAFNOSUPPORT",
+    "EPROTONOSUPPORT", "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EISCONN", "ENOTCONN",
+    "EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY", "ENOENT", "ENOTSOCK", "ENOBUFS", "EMFILE", "ENFILE",
+    "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "EBADF", "EFAULT", "ENOTDIR", "EISDIR", "EEXIST", "ENOTEMPTY",
+    "EROFS", "ENAMETOOLONG", "ELOOP", "EPROTOTYPE", "EDESTADDRREQ", "EMSGSIZE",
+)
+
+# TCP states as the witness names them, in lifecycle order; a witness joins the states it saw in this order
+# with "+", so "LISTEN+ESTABLISHED" is both the name of a bind_matrix state and what its witness shows.
+# BOUND: a socket bound but not listening (TCP), or an unconnected UDP socket; a connected UDP socket is
+# ESTABLISHED.
+TCP_STATES = (
+    "BOUND", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT",
+    "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED",
+)
+
+# Socket options of the matrix, in the order DESIGN.md joins them ("SO_REUSEADDR+SO_REUSEPORT").
+OPTIONS = ("SO_REUSEADDR", "SO_REUSEPORT", "SO_REUSEPORT_LB", "SO_EXCLUSIVEADDRUSE")
+NO_OPTIONS = "none"
+
+
+def join_options(names):
+    """The canonical spelling of a set of options: DESIGN.md's order, "+"-joined, or "none"."""
+    chosen = [name for name in OPTIONS if name in names]
+    return "+".join(chosen) if chosen else NO_OPTIONS
+
+
+def split_options(spelling):
+    """The inverse of join_options."""
+    return () if spelling == NO_OPTIONS else tuple(spelling.split("+"))
+
+
+def join_states(states):
+    """The witness spelling of a set of states: lifecycle order, "+"-joined, "" when nothing was seen."""
+    seen = set(states)
+    return "+".join(state for state in TCP_STATES if state in seen)
