@@ -49,3 +49,11 @@ def join_states(states):
     """The witness spelling of a set of states: lifecycle order, "+"-joined, "" when nothing was seen."""
     seen = set(states)
     return "+".join(state for state in TCP_STATES if state in seen)
+
+
+# The fixed columns of every results table (DESIGN.md); each lab adds its PARAMETERS and STEPS after them.
+# `errno` is the raw number behind an error-name outcome; `os_version` is the kernel/build string of host facts.
+RESULT_COLUMNS = (
+    "run_id", "host", "os_family", "os_release", "os_version", "lab", "case_id", "outcome", "errno", "witness",
+    "detail",
+)

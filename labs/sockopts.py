@@ -1,0 +1,101 @@
+"""Socket options and error names, the same on every OS.
+
+A host's Python may lack a constant its OS has (SO_REUSEPORT_LB on older Pythons, SO_EXCLUSIVEADDRUSE outside
+Windows builds), so each option also has the OS's numeric value here, taken from the OS headers. Errors are
+named the POSIX way; Windows WSA codes map onto the same names so results from every OS line up.
+"""
+import errno
+import socket
+import struct
+import sys
+
+from labs.vocabulary import OPTIONS
+
+# Per OS family: SOL_SOCKET and option values from the system headers (<sys/socket.h>, <asm-generic/socket.h>,
+# <winsock2.h>: SO_EXCLUSIVEADDRUSE is ((int)(~SO_REUSEADDR))). An option absent from a row does not exist there.
+_BSD = {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004, "SO_REUSEPORT": 0x0200}
+OPTION_VALUES = {
+    "linux": {"SOL_SOCKET": 1, "SO_REUSEADDR": 2, "SO_REUSEPORT": 15},
+    "freebsd": dict(_BSD, SO_REUSEPORT_LB=0x10000),
+    "darwin": _BSD,
+    "openbsd": _BSD,
+    "netbsd": _BSD,
+    "dragonfly": _BSD,
+    "sunos": {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004},
+    "windows": {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004, "SO_EXCLUSIVEADDRUSE": ~0x0004},
+    # Cygwin's <cygwin/socket.h> has SO_REUSEADDR and no SO_REUSEPORT.
+    "cygwin": {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004},
+}
+# IPPROTO_IPV6 / IPV6_V6ONLY where Python lacks them (Linux <netinet/in.h>; BSDs and Windows share 41/27).
+IPV6_VALUES = {"linux": (41, 26)}
+IPV6_DEFAULT = (41, 27)
+
+# Windows Sockets error codes (winsock2.h) by the POSIX name they stand for.
+WSA_NAMES = {
+    10004: "EINTR", 10009: "EBADF", 10013: "EACCES", 10014: "EFAULT", 10022: "EINVAL", 10024: "EMFILE",
+    10035: "EWOULDBLOCK", 10036: "EINPROGRESS", 10037: "EALREADY", 10038: "ENOTSOCK", 10039: "EDESTADDRREQ",
+    10040: "EMSGSIZE", 10041: "EPROTOTYPE", 10042: "ENOPROTOOPT", 10043: "EPROTONOSUPPORT",
+    10045: "EOPNOTSUPP", 10047: "EAFNOSUPPORT", 10048: "EADDRINUSE", 10049: "EADDRNOTAVAIL",
+    10050: "ENETDOWN", 10051: "ENETUNREACH", 10053: "ECONNABORTED", 10054: "ECONNRESET", 10055: "ENOBUFS",
+    10056: "EISCONN", 10057: "ENOTCONN", 10060: "ETIMEDOUT", 10061: "ECONNREFUSED", 10065: "EHOSTUNREACH",
+}
+
+
+def error_name(exc):
+    """(name, raw number) of an OSError: 'EADDRINUSE', 98 on Linux; 'EADDRINUSE', 10048 on Windows."""
+    number = getattr(exc, "winerror", None) or exc.errno
+    if number in WSA_NAMES:
+        return WSA_NAMES[number], number
+    if number is None:  # e.g. socket.timeout raised without an errno
+        return type(exc).__name__, None
+    name = errno.errorcode.get(number, "E{}".format(number))
+    return (name[3:] if name.startswith("WSAE") else name), number
+
+
+class Options:
+    """The option constants of one host: Python's own where it has them, else the OS's numeric value."""
+
+    def __init__(self, os_family):
+        table = OPTION_VALUES.get(os_family, {})
+        self.sol_socket = getattr(socket, "SOL_SOCKET", table.get("SOL_SOCKET", 0xFFFF))
+        self.values = {}
+        for name in OPTIONS:
+            if name in table or hasattr(socket, name):
+                self.values[name] = getattr(socket, name, table.get(name))
+        ipv6 = IPV6_VALUES.get(os_family, IPV6_DEFAULT)
+        self.ipproto_ipv6 = getattr(socket, "IPPROTO_IPV6", ipv6[0])
+        self.ipv6_v6only = getattr(socket, "IPV6_V6ONLY", ipv6[1])
+        # struct linger is two ints on POSIX, two u_shorts on Windows.
+        self.linger_format = "HH" if os_family == "windows" else "ii"
+
+    @property
+    def known(self):
+        """Names of the options this host has, in DESIGN.md's order."""
+        return tuple(name for name in OPTIONS if name in self.values)
+
+    def enable(self, sock, names):
+        """Set each option to 1; the first refusal propagates as OSError (an outcome, not a crash)."""
+        for name in names:
+            sock.setsockopt(self.sol_socket, self.values[name], 1)
+
+    def set_v6only(self, sock, v6only):
+        sock.setsockopt(self.ipproto_ipv6, self.ipv6_v6only, 1 if v6only else 0)
+
+    def abort(self, sock):
+        """Close with SO_LINGER 0: an RST, so the connection leaves no TIME_WAIT or orphan behind."""
+        try:
+            sock.setsockopt(self.sol_socket, socket.SO_LINGER, struct.pack(self.linger_format, 1, 0))
+        except OSError:
+            pass  # already reset by the peer: a plain close leaves nothing either
+        sock.close()
+
+
+def platform_family(platform=None):
+    """The OS family name of a sys.platform value: linux, windows, cygwin, freebsd, darwin, ..."""
+    platform = platform or sys.platform
+    for prefix, family in (("linux", "linux"), ("win32", "windows"), ("cygwin", "cygwin"), ("msys", "cygwin"),
+                           ("freebsd", "freebsd"), ("darwin", "darwin"), ("openbsd", "openbsd"),
+                           ("netbsd", "netbsd"), ("dragonfly", "dragonfly"), ("sunos", "sunos")):
+        if platform.startswith(prefix):
+            return family
+    return platform
