@@ -1,0 +1,1 @@
+"""pandas over stored runs: load results, judge them against the expectations, report them."""

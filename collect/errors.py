@@ -14,3 +14,7 @@ class UserError(Exception):
             where = str(self.path) + (":{}".format(self.line) if self.line is not None else "") + ": "
         field = "{}: ".format(self.field) if self.field else ""
         return where + field + self.message
+
+
+class TransportError(Exception):
+    """A host could not be reached, or the agent did not run to its end there: the reason, in one line."""

@@ -1,0 +1,122 @@
+"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states) and CSVs.
+
+Every table is a pandas pivot of the tidy table; the Markdown is rendered from the pivots, the CSVs are the pivots.
+Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
+"""
+import os
+
+import pandas as pd
+
+from labs import bind_matrix
+from labs.vocabulary import OK, SPECIAL_OUTCOMES
+
+# Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
+SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
+               "second_addr": "wildcard", "prober": "other_process"}
+MISMATCH_MARK = " ✗"
+NOT_MEASURED = "·"
+
+
+def cell_text(row):
+    """What a reader needs of a case in one cell: the bind outcome, and listen's when only listen failed."""
+    if row["outcome"] in SPECIAL_OUTCOMES and row["outcome"] != OK:
+        text = row["outcome"]
+    elif row["bind"] == OK and isinstance(row["listen"], str) and row["listen"] not in ("", OK):
+        text = "ok, listen " + row["listen"]
+    elif isinstance(row["bind"], str) and row["bind"]:
+        text = row["bind"]
+    else:
+        text = row["outcome"]  # failed before bind: setsockopt
+    return text + (MISMATCH_MARK if row.get("verdict") == "mismatch" else "")
+
+
+def system_label(frame):
+    """'host (os_family os_release)' per row: the row label of a system."""
+    return frame["host"] + " (" + frame["os_family"] + " " + frame["os_release"].fillna("") + ")"
+
+
+def options_label(frame):
+    same = frame["first_opts"] == frame["second_opts"]
+    return frame["first_opts"].where(same, frame["first_opts"] + " → " + frame["second_opts"])
+
+
+def state_pivot(frame, rows):
+    """Rows `rows`, one column per bind_matrix state (lifecycle order), each cell its cell_text."""
+    frame = frame.assign(system=system_label(frame), options=options_label(frame),
+                         cell=frame.apply(cell_text, axis=1))
+    table = frame.pivot_table(index=rows, columns="state", values="cell", aggfunc="first", sort=False)
+    states = [state for state in bind_matrix.TCP_STATES if state in table.columns]
+    return table.reindex(columns=states).fillna(NOT_MEASURED)
+
+
+def select(frame, conditions):
+    mask = pd.Series(True, index=frame.index)
+    for column, value in conditions.items():
+        mask &= frame[column] == value
+    return frame[mask]
+
+
+def seed_table(judged):
+    """Seed 004's table grown up: every system, same options on both sockets."""
+    cells = select(judged, SEED_LAYOUT)
+    return state_pivot(cells[cells["first_opts"] == cells["second_opts"]], ["system", "options"])
+
+
+def option_pair_tables(judged):
+    """Per host, protocol and family: every option pair, both sockets on the wildcard, another process."""
+    conditions = {key: SEED_LAYOUT[key] for key in ("lab", "first_addr", "second_addr", "prober")}
+    cells = select(judged, conditions)
+    for (system, proto, family), group in cells.groupby(
+            [system_label(cells), "proto", "family"], sort=False):
+        yield (system, proto, family), state_pivot(group, ["options"])
+
+
+def verdict_counts(judged):
+    return judged.pivot_table(index="host", columns="verdict", values="case_id", aggfunc="count", fill_value=0)
+
+
+def mismatches(judged):
+    columns = ["host", "case_id", "expected", "outcome", "bind", "listen", "witness", "source"]
+    return judged.loc[judged["verdict"] == "mismatch", columns]
+
+
+def markdown_table(frame, index=True):
+    return frame.to_markdown(index=index) if not frame.empty else "_(none)_"
+
+
+def write(judged, run_dir, manifest, out_dir):
+    """report.md and its CSVs into out_dir; returns the path of report.md."""
+    os.makedirs(out_dir, exist_ok=True)
+    seed = seed_table(judged)
+    counts = verdict_counts(judged[judged["run_id"] == manifest["run_id"]])
+    wrong = mismatches(judged)
+    seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
+    judged.to_csv(os.path.join(out_dir, "judged.csv"), index=False)
+    hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
+    parts = [
+        "# socklab report: run {}".format(manifest["run_id"]),
+        "Run directory `{}`, started {}, ended {}; agent {}.".format(
+            run_dir, manifest["started"], manifest["ended"], manifest["agent_version"]),
+        "## Hosts", markdown_table(hosts.rename_axis("host")),
+        "## Verdicts", markdown_table(counts),
+        "## Seed 004's table, for every system",
+        "Outcome of the second socket's bind() (and of its listen() when only that failed); TCP over IPv4, both "
+        "sockets on the wildcard address, the second from another process of the same user, the same options on "
+        "both sockets. The earlier socket: LISTEN; LISTEN+ESTABLISHED (seed 004's ESTABLISHED: listener and an "
+        "accepted connection); then with the listener closed: ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2, TIME_WAIT. "
+        "{} marks a cell that disagrees with the documented expectation; {} a cell not measured.".format(
+            MISMATCH_MARK.strip(), NOT_MEASURED),
+        markdown_table(seed),
+        "## Mismatches with the documented expectations", markdown_table(wrong, index=False),
+    ]
+    pairs_dir = os.path.join(out_dir, "option_pairs")
+    os.makedirs(pairs_dir, exist_ok=True)
+    parts.append("## Every option pair (first → second), wildcard on both sockets, another process")
+    for (system, proto, family), table in option_pair_tables(judged):
+        parts += ["### {}: {} over {}".format(system, proto, family), markdown_table(table)]
+        name = "{}_{}_{}.csv".format(system.split(" ")[0], proto, family)
+        table.to_csv(os.path.join(pairs_dir, name))
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write("\n\n".join(parts) + "\n")
+    return path, counts, wrong

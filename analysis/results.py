@@ -1,0 +1,106 @@
+"""Load stored runs into the tidy results table: one row per case, the columns of DESIGN.md.
+
+A run directory holds manifest.json and one <host>.jsonl per host (collect/store.py). Lines are the agent's own
+records; the host record gives the OS columns of the rows after it. A line that is not a whole JSON record is a
+UserError naming file and line, except a last line cut short by a crash, which is skipped: it was never complete.
+"""
+import glob
+import importlib
+import json
+import os
+
+import pandas as pd
+
+from collect.errors import UserError
+from labs import LABS
+from labs.vocabulary import RESULT_COLUMNS
+
+HOST_COLUMNS = ("os_family", "os_release", "os_version")
+CASE_FIELDS = ("lab", "case_id", "outcome")
+
+
+def lab_columns():
+    """Parameter and step columns of every lab, in LABS order, each once."""
+    columns = []
+    for name in LABS:
+        lab = importlib.import_module("labs." + name)
+        columns += [column for column in lab.PARAMETERS + lab.STEPS if column not in columns]
+    return columns
+
+
+COLUMNS = list(RESULT_COLUMNS) + lab_columns()
+
+
+def read_manifest(run_dir):
+    path = os.path.join(run_dir, "manifest.json")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            manifest = json.load(stream)
+    except OSError as exc:
+        raise UserError("not a run directory ({})".format(exc.strerror), path=path) from None
+    except json.JSONDecodeError as exc:
+        raise UserError("not valid JSON: {}".format(exc.msg), path=path, line=exc.lineno) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("hosts"), dict):
+        raise UserError("not a socklab manifest", path=path, field="hosts")
+    return manifest
+
+
+def read_host_log(path):
+    """(host facts, case records) of one <host>.jsonl."""
+    facts, cases = {}, []
+    with open(path, encoding="utf-8") as stream:
+        lines = stream.readlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                break  # cut short while being written
+            raise UserError("not a JSON record: {}".format(exc.msg), path=path, line=number) from None
+        kind = record.get("record") if isinstance(record, dict) else None
+        if kind == "host":
+            facts = record
+        elif kind == "case":
+            for field in CASE_FIELDS:
+                if not isinstance(record.get(field), str):
+                    raise UserError("case record without {}".format(field), path=path, line=number, field=field)
+            cases.append(record)
+        elif kind not in ("plan", "end"):
+            raise UserError("unknown record kind {!r}".format(kind), path=path, line=number, field="record")
+    return facts, cases
+
+
+def load_run(run_dir):
+    """The tidy table of one run directory."""
+    manifest = read_manifest(run_dir)
+    frames = []
+    for host in manifest["hosts"]:
+        path = os.path.join(run_dir, host + ".jsonl")
+        if not os.path.exists(path):
+            continue  # the host never answered: the manifest says why
+        facts, cases = read_host_log(path)
+        frame = pd.DataFrame.from_records(cases)
+        if frame.empty:
+            continue
+        frame["run_id"], frame["host"] = manifest["run_id"], host
+        for column in HOST_COLUMNS:
+            frame[column] = facts.get(column, "")
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table = table.reindex(columns=COLUMNS)
+    table["errno"] = table["errno"].astype("Int64")
+    return table
+
+
+def load_runs(run_dirs):
+    return pd.concat([load_run(run_dir) for run_dir in run_dirs], ignore_index=True)
+
+
+def latest_run(out):
+    """The newest run directory under `out` (run ids sort by time)."""
+    runs = sorted(os.path.dirname(path) for path in glob.glob(os.path.join(out, "*", "manifest.json")))
+    if not runs:
+        raise UserError("no runs here: run `invoke run-all` first", path=out)
+    return runs[-1]

@@ -1,0 +1,73 @@
+"""Facts about the host the agent runs on: the first record of every agent run.
+
+They are what an outcome depends on besides the code: OS and kernel/build, Python, privilege, and the sysctls that
+change reuse outcomes (a regression between two runs is read next to the facts that changed).
+"""
+import os
+import platform
+import subprocess
+import sys
+
+from labs.sockopts import Options, platform_family
+
+LINUX_SYSCTLS = ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_timestamps", "net.ipv4.ip_local_port_range",
+                 "net.ipv4.tcp_fin_timeout", "net.ipv6.bindv6only")
+BSD_SYSCTLS = {
+    "freebsd": ("net.inet.tcp.msl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
+                "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only"),
+    "darwin": ("net.inet.tcp.msl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
+               "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only"),
+}
+
+
+def is_admin():
+    if hasattr(os, "geteuid"):
+        return os.geteuid() == 0
+    try:
+        import ctypes
+        return bool(ctypes.windll.shell32.IsUserAnAdmin())
+    except (ImportError, AttributeError, OSError):
+        return False
+
+
+def linux_sysctls():
+    values = {}
+    for name in LINUX_SYSCTLS:
+        try:
+            with open("/proc/sys/" + name.replace(".", "/")) as stream:
+                values[name] = " ".join(stream.read().split())
+        except OSError:
+            continue  # absent on this kernel, or in this namespace
+    return values
+
+
+def bsd_sysctls(names):
+    try:
+        output = subprocess.run(["sysctl"] + list(names), capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    pairs = (line.split(":", 1) for line in output.splitlines() if ":" in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def collect(witness_method):
+    family = platform_family()
+    if family == "linux":
+        sysctls = linux_sysctls()
+    elif family in BSD_SYSCTLS:
+        sysctls = bsd_sysctls(BSD_SYSCTLS[family])
+    else:
+        sysctls = {}
+    return {
+        "os_family": family,
+        "os_release": platform.release(),
+        "os_version": platform.version(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "admin": is_admin(),
+        "options": list(Options(family).known),
+        "witness": witness_method,
+        "sysctls": sysctls,
+    }

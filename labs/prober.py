@@ -1,0 +1,128 @@
+"""The second socket: the one that tries to take a port an earlier socket holds.
+
+`try_second(request)` opens it, sets its options, bind()s and (tcp) listen()s, and returns each step's outcome;
+the socket is closed before it returns. It runs in the agent itself (prober `same_process`), or in a long-lived
+prober process that reads one JSON request per line on stdin and answers one JSON line on stdout (`other_process`,
+like a restarted server; `other_user`, the same process started as root that drops to an unprivileged uid once its
+modules are loaded, so it needs no access to the agent's private directory).
+
+    python -m labs.prober [--user NAME]
+"""
+import json
+import os
+import subprocess
+import sys
+
+from labs import endpoints
+from labs.sockopts import Options, error_name, platform_family
+from labs.vocabulary import OK
+
+UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
+
+
+def try_second(options, request):
+    """Steps of the second socket for a request {proto, family, addr, port, opts}: {step: outcome, "errno": n}."""
+    steps, sock = {}, None
+    step = "setsockopt"
+    try:
+        sock = endpoints.new_socket(options, request["proto"], request["family"], request["opts"])
+        steps[step] = OK
+        step = "bind"
+        sock.bind(endpoints.sockaddr(request["family"], request["addr"], request["port"]))
+        steps[step] = OK
+        if request["proto"] == "tcp":
+            step = "listen"
+            sock.listen(1)
+            steps[step] = OK
+    except OSError as exc:
+        steps[step], steps["errno"] = error_name(exc)
+    finally:
+        if sock is not None:
+            sock.close()
+    return steps
+
+
+class SameProcess:
+    """The second socket from the agent's own process."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def try_second(self, request):
+        return try_second(self.options, request)
+
+    def close(self):
+        pass
+
+
+class ProberDied(RuntimeError):
+    pass
+
+
+class ProberProcess:
+    """A long-lived prober process; it exits by itself when the agent closes its stdin or dies."""
+
+    def __init__(self, user=None):
+        agent_home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        command = [sys.executable, "-m", "labs.prober"] + (["--user", user] if user else [])
+        self.process = subprocess.Popen(command, cwd=agent_home, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def try_second(self, request):
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except OSError as exc:
+            raise ProberDied("prober process: {}".format(exc)) from None
+        if not answer:
+            raise ProberDied("prober process exited with status {}".format(self.process.wait()))
+        return json.loads(answer)
+
+    def close(self):
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+def unprivileged_user():
+    """The name of an unprivileged account to drop to, or None where there is none (or no uids: Windows)."""
+    try:
+        import pwd
+    except ImportError:
+        return None
+    for name in UNPRIVILEGED_USERS:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return None
+
+
+def drop_privileges(name):
+    import pwd
+    entry = pwd.getpwnam(name)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
+def serve(stdin, stdout):
+    options = Options(platform_family())
+    for line in stdin:
+        stdout.write(json.dumps(try_second(options, json.loads(line))).encode() + b"\n")
+        stdout.flush()
+
+
+def main(argv):
+    if argv[:1] == ["--user"]:
+        drop_privileges(argv[1])
+    serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

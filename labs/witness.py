@@ -1,0 +1,550 @@
+"""witness: the states the OS connection table shows for one local port.
+
+Before a lab case tries its second socket, it reads the connection table for the earlier socket's local port;
+the case is `inconclusive` unless the table shows exactly the intended state(s). `Witness(os_family)` picks the
+best reader the host has:
+
+    linux            sock_diag netlink dump, filtered by port in the kernel; else /proc/net/{tcp,tcp6,udp,udp6}
+    windows          GetExtendedTcpTable / GetExtendedUdpTable (iphlpapi via ctypes); else `netstat -ano`
+    cygwin           Windows' own `netstat -ano`
+    BSDs and macOS   `netstat -an -p tcp|udp`
+
+`states(proto, port)` returns one vocabulary.TCP_STATES name per table entry whose LOCAL port is `port`, IPv4 and
+IPv6 together, any local address. A bound-only TCP socket is BOUND (when the reader can see it at all:
+`sees_bound_tcp`); a UDP socket is BOUND, or ESTABLISHED once connected (when the reader can tell:
+`sees_connected_udp`). A table it cannot read, or a state it cannot name, raises WitnessError.
+
+The parsers are pure functions of recorded text (parse_proc_net, parse_netstat_linux, parse_netstat_windows,
+parse_netstat_bsd) or bytes (parse_ip_helper_table), so tests run them on output recorded on other systems.
+Standard library only; platform modules are imported where they are used.
+"""
+import errno
+import os
+import shutil
+import socket
+import struct
+import subprocess
+
+from labs.vocabulary import TCP_STATES
+
+
+class WitnessError(Exception):
+    """The connection table could not be read, or showed something this module cannot name."""
+
+
+# --- state spellings --------------------------------------------------------------------------------------------
+
+# Linux TCP states by number (include/net/tcp_states.h); 12 is a request socket, shown as SYN_RECV; 13 is
+# TCP_BOUND_INACTIVE, the sock_diag pseudo-state for a bound-only socket (Linux >= 6.8).
+LINUX_TCP_STATES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT_1", 5: "FIN_WAIT_2", 6: "TIME_WAIT", 7: "CLOSED",
+    8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "SYN_RECV", 13: "BOUND",
+}
+# A Linux UDP socket is TCP_CLOSE until connect(), then TCP_ESTABLISHED.
+LINUX_UDP_STATES = {7: "BOUND", 1: "ESTABLISHED"}
+
+# Windows MIB_TCP_STATE (tcpmib.h); DELETE_TCB is a connection being torn down.
+WINDOWS_TCP_STATES = {
+    1: "CLOSED", 2: "LISTEN", 3: "SYN_SENT", 4: "SYN_RECV", 5: "ESTABLISHED", 6: "FIN_WAIT_1", 7: "FIN_WAIT_2",
+    8: "CLOSE_WAIT", 9: "CLOSING", 10: "LAST_ACK", 11: "TIME_WAIT", 12: "CLOSED",
+}
+
+# State words as netstat prints them: net-tools (FIN_WAIT2, CLOSE), Windows (LISTENING, SYN_RECEIVED, FIN_WAIT_2;
+# BOUND for the bound ports `netstat -q` adds, a spelling not checked on a real host), BSD (FIN_WAIT_2, SYN_RCVD).
+NETSTAT_STATES = {
+    "LISTEN": "LISTEN", "LISTENING": "LISTEN", "SYN_SENT": "SYN_SENT", "SYN_RECV": "SYN_RECV",
+    "SYN_RECEIVED": "SYN_RECV", "SYN_RCVD": "SYN_RECV", "ESTABLISHED": "ESTABLISHED", "FIN_WAIT1": "FIN_WAIT_1",
+    "FIN_WAIT_1": "FIN_WAIT_1", "FIN_WAIT2": "FIN_WAIT_2", "FIN_WAIT_2": "FIN_WAIT_2", "CLOSE_WAIT": "CLOSE_WAIT",
+    "CLOSING": "CLOSING", "LAST_ACK": "LAST_ACK", "TIME_WAIT": "TIME_WAIT", "CLOSE": "CLOSED", "CLOSED": "CLOSED",
+    "DELETE_TCB": "CLOSED", "BOUND": "BOUND",
+}
+# BSD netstat -a lists a TCP socket that is bound but neither listening nor connected as CLOSED.
+BSD_NETSTAT_STATES = dict(NETSTAT_STATES, CLOSED="BOUND")
+
+# How netstat writes "no peer" in a UDP row; any other foreign address means the socket is connected.
+UNCONNECTED_PEERS = frozenset(("*:*", "*.*", "0.0.0.0:*", "0.0.0.0:0", ":::*", "[::]:*", "[::]:0"))
+
+PROTOCOLS = ("tcp", "udp")
+
+
+def _state_name(table, key, where):
+    """A table's state spelling as a TCP_STATES name; an unknown one is an error, never silently dropped."""
+    try:
+        return table[key]
+    except KeyError:
+        raise WitnessError("{}: unknown state {!r}".format(where, key))
+
+
+def _udp_state(foreign):
+    return "BOUND" if foreign in UNCONNECTED_PEERS else "ESTABLISHED"
+
+
+def _port_of(endpoint, separator):
+    """The port after the last separator ("127.0.0.1:80", "[::1]:80", "*.80", "fe80::1%lo0.80"), or None for a
+    wildcard or a service name."""
+    port = endpoint.rpartition(separator)[2]
+    return int(port) if port.isdigit() else None
+
+
+def _check_proto(proto):
+    if proto not in PROTOCOLS:
+        raise ValueError("proto must be one of {}, not {!r}".format(PROTOCOLS, proto))
+
+
+# --- parsers: pure functions of recorded output -----------------------------------------------------------------
+
+def parse_proc_net(text, port, proto="tcp"):
+    """States of the entries for local `port` in the text of /proc/net/tcp, tcp6, udp or udp6 (one file or several
+    concatenated): "sl local_address rem_address st ..." with hex "ADDR:PORT" and a hex state."""
+    _check_proto(proto)
+    table = LINUX_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES
+    suffix = ":%04X" % port
+    states = []
+    for line in text.splitlines():
+        if suffix not in line:  # most lines: skip without splitting
+            continue
+        fields = line.split(None, 4)
+        if len(fields) > 3 and fields[1].endswith(suffix):
+            states.append(_state_name(table, int(fields[3], 16), "/proc/net/" + proto))
+    return tuple(states)
+
+
+def parse_netstat_linux(text, port, proto="tcp"):
+    """States for local `port` in net-tools `netstat -an` output (Linux): "tcp 0 0 127.0.0.1:60000
+    127.0.0.1:2364 FIN_WAIT2"; tcp6 rows write the address as ":::22" or "::1:631"."""
+    _check_proto(proto)
+    names = (proto, proto + "6")
+    states = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[0] not in names or _port_of(fields[3], ":") != port:
+            continue
+        if proto == "udp":
+            states.append(_udp_state(fields[4]))
+        elif len(fields) > 5:
+            states.append(_state_name(NETSTAT_STATES, fields[5], "netstat"))
+    return tuple(states)
+
+
+def parse_netstat_windows(text, port, proto="tcp"):
+    """States for local `port` in Windows `netstat -an` / `-ano` output: "TCP 0.0.0.0:60000 0.0.0.0:0 LISTENING
+    [PID]", "UDP [::]:5353 *:* [PID]"; IPv6 rows bracket the address, link-local ones carry a %scope."""
+    _check_proto(proto)
+    name = proto.upper()
+    states = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0] != name or _port_of(fields[1], ":") != port:
+            continue
+        if proto == "udp":
+            states.append(_udp_state(fields[2]))
+        elif len(fields) > 3:
+            states.append(_state_name(NETSTAT_STATES, fields[3], "netstat"))
+    return tuple(states)
+
+
+_BSD_PROTO_NAMES = {proto: frozenset((proto, proto + "4", proto + "6", proto + "46")) for proto in PROTOCOLS}
+
+
+def parse_netstat_bsd(text, port, proto="tcp"):
+    """States for local `port` in BSD or macOS `netstat -an` output: "tcp4 0 0 127.0.0.1.60000 *.* LISTEN", the
+    port after the last dot ("*.60000", "::1.60000", "fe80::1%lo0.123"). The protocol column is found by name,
+    so -A (PCB address, flow hash) and -v (trailing columns) layouts parse too."""
+    _check_proto(proto)
+    names = _BSD_PROTO_NAMES[proto]
+    states = []
+    for line in text.splitlines():
+        fields = line.split()
+        for index, field in enumerate(fields[:3]):
+            if field in names:
+                break
+        else:
+            continue
+        row = fields[index:]
+        if len(row) < 5 or _port_of(row[3], ".") != port:
+            continue
+        if proto == "udp":
+            states.append(_udp_state(row[4]))
+        elif len(row) > 5:
+            states.append(_state_name(BSD_NETSTAT_STATES, row[5], "netstat"))
+    return tuple(states)
+
+
+# Windows MIB rows after the DWORD entry count (tcpmib.h, udpmib.h): (row size, local port offset, state offset).
+# Ports are DWORDs holding the port in network byte order in their low 16 bits: the first two bytes in memory.
+IP_HELPER_ROWS = {
+    ("tcp", False): (24, 8, 0),     # MIB_TCPROW_OWNER_PID: state, local addr, local port, remote addr/port, pid
+    ("tcp", True): (56, 20, 48),    # MIB_TCP6ROW_OWNER_PID: addr[16], scope, port, remote addr/scope/port, state
+    ("udp", False): (12, 4, None),  # MIB_UDPROW_OWNER_PID: local addr, local port, pid
+    ("udp", True): (28, 20, None),  # MIB_UDP6ROW_OWNER_PID: addr[16], scope, port, pid
+}
+
+
+def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
+    """States for local `port` in a table filled by GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL) or
+    GetExtendedUdpTable (UDP_TABLE_OWNER_PID). UDP rows carry no remote address, so every UDP entry is BOUND."""
+    _check_proto(proto)
+    size, port_offset, state_offset = IP_HELPER_ROWS[proto, ipv6]
+    count = struct.unpack_from("<I", table, 0)[0]
+    states = []
+    for offset in range(4, 4 + count * size, size):
+        if (table[offset + port_offset] << 8 | table[offset + port_offset + 1]) != port:
+            continue
+        if state_offset is None:
+            states.append("BOUND")
+        else:
+            state = struct.unpack_from("<I", table, offset + state_offset)[0]
+            states.append(_state_name(WINDOWS_TCP_STATES, state, "MIB_TCP_STATE"))
+    return tuple(states)
+
+
+# --- Linux: sock_diag -------------------------------------------------------------------------------------------
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_S_GE, INET_DIAG_BC_S_LE, INET_DIAG_BC_S_EQ = 2, 3, 11
+# Every TCP state but TCP_CLOSE, plus TCP_BOUND_INACTIVE (older kernels ignore its bit): so a TCP_CLOSE entry in
+# a reply can only be a bound-only socket, which Linux >= 6.8 dumps with sk_state TCP_CLOSE.
+TCP_STATE_MASK = sum(1 << state for state in range(1, 14) if state != 7)
+UDP_STATE_MASK = (1 << 1) | (1 << 7)
+SOCK_DIAG_TCP_STATES = {**LINUX_TCP_STATES, 7: "BOUND"}
+NETLINK_TIMEOUT = 5.0  # the kernel answers at once; this only turns a lost reply into an error, not a hang
+
+_NLMSG_HEADER = struct.Struct("=IHHII")
+# nlmsghdr; inet_diag_req_v2 (family, protocol, ext, pad, states, inet_diag_sockid: only idiag_sport set, in
+# network byte order, the rest zero: 48 bytes); the nlattr header of INET_DIAG_REQ_BYTECODE. The bytecode follows.
+_REQUEST_HEAD = struct.Struct("=IHHII BBBBI 2s46x HH")
+
+
+def port_filter_bytecode(port, equal_op=True):
+    """INET_DIAG_REQ_BYTECODE matching local port == `port` (inet_diag_bc_run: an op jumps `yes` bytes forward on
+    a match, `no` bytes on a miss; the program matches when it ends exactly at its length, so `no` = length + 4
+    rejects). The port sits in the `no` of the op after the comparison and is compared in host byte order with
+    the socket's inet_num. S_EQ is one test; a kernel that predates it gets S_GE then S_LE."""
+    if equal_op:
+        return struct.pack("=BBHBBH", INET_DIAG_BC_S_EQ, 8, 12, 0, 0, port)
+    return struct.pack("=BBHBBHBBHBBH", INET_DIAG_BC_S_GE, 8, 20, 0, 0, port, INET_DIAG_BC_S_LE, 8, 12, 0, 0, port)
+
+
+class SockDiagReader:
+    """NETLINK_SOCK_DIAG dumps (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2) for AF_INET and AF_INET6, with a bytecode
+    filter on the local port, so the kernel copies out only the port's entries however many TIME_WAITs the host
+    has. The kernel still walks its hash tables per dump, which sets the cost of a query."""
+
+    method = "sock_diag"
+    sees_connected_udp = True
+
+    def __init__(self, os_family="linux"):
+        if not hasattr(socket, "AF_NETLINK"):
+            raise WitnessError("no AF_NETLINK on this platform")
+        self._buffer = bytearray(65536)
+        self._seq = 0
+        self.equal_op = True  # S_EQ in the port filter; cleared if the kernel refuses it (port_filter_bytecode)
+        self._sock = None
+        self._open()
+        try:
+            self.states("udp", 0)  # proves the UDP dump works too (udp_diag may be a module that cannot load)
+            self.sees_bound_tcp = self._probe_bound_tcp()
+        except (OSError, WitnessError):
+            self.close()
+            raise
+
+    def _open(self):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
+        sock.bind((0, 0))
+        sock.settimeout(NETLINK_TIMEOUT)
+        self._sock, self._pid = sock, os.getpid()
+
+    def _probe_bound_tcp(self):
+        """Whether this kernel dumps bound-only TCP sockets (TCP_BOUND_INACTIVE, Linux >= 6.8): bind one, look."""
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            try:
+                probe = socket.socket(family, socket.SOCK_STREAM)
+            except OSError:
+                continue
+            with probe:
+                try:
+                    probe.bind((host, 0))
+                except OSError:
+                    continue
+                return "BOUND" in self.states("tcp", probe.getsockname()[1])
+        return False
+
+    def states(self, proto, port):
+        _check_proto(proto)
+        if self._pid != os.getpid():  # a forked child must not read replies meant for its parent
+            self._sock.close()
+            self._open()
+        if proto == "tcp":
+            return self._dump(socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES, port)
+        return self._dump(socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES, port)
+
+    def _dump(self, protocol, state_mask, names, port):
+        states = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for _attempt in range(3):  # a dump the kernel marks interrupted (tables changed under it) is redone
+                found = self._request(family, protocol, state_mask, port, names)
+                if found is not None:
+                    break
+            else:
+                raise WitnessError("sock_diag dump kept being interrupted")
+            states.extend(found)
+        return tuple(states)
+
+    def _request(self, family, protocol, state_mask, port, names):
+        """One dump's states, or None if the kernel flagged it interrupted."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        bytecode = port_filter_bytecode(port, self.equal_op)
+        # idiag_sport lets the listening, established and UDP walks skip other ports before running the bytecode
+        # (a little cheaper with many sockets); the bound-socket walk filters with the bytecode alone.
+        head = _REQUEST_HEAD.pack(_REQUEST_HEAD.size + len(bytecode), SOCK_DIAG_BY_FAMILY,
+                                  NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0, family, protocol, 0, 0, state_mask,
+                                  struct.pack(">H", port), 4 + len(bytecode), INET_DIAG_REQ_BYTECODE)
+        try:
+            self._sock.send(head + bytecode)
+            return self._receive(port, names)
+        except socket.timeout:
+            raise WitnessError("sock_diag: no reply within {} s".format(NETLINK_TIMEOUT))
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and self.equal_op:  # inet_diag_bc_audit: no INET_DIAG_BC_S_EQ here
+                self.equal_op = False
+                return self._request(family, protocol, state_mask, port, names)
+            raise
+
+    def _receive(self, port, names):
+        buffer, states, interrupted = self._buffer, [], False
+        while True:
+            size = self._sock.recv_into(buffer)
+            offset = 0
+            while offset + 16 <= size:
+                length, kind, flags, seq, _pid = _NLMSG_HEADER.unpack_from(buffer, offset)
+                if length < 16:
+                    raise WitnessError("sock_diag: malformed netlink message")
+                if seq == self._seq:  # replies to an earlier, abandoned request are skipped
+                    interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
+                    if kind == NLMSG_DONE or kind == NLMSG_ERROR:
+                        error = struct.unpack_from("=i", buffer, offset + 16)[0] if length >= 20 else 0
+                        if error < 0:
+                            raise OSError(-error, "sock_diag: " + os.strerror(-error))
+                        return None if interrupted else states
+                    if kind == SOCK_DIAG_BY_FAMILY and (buffer[offset + 20] << 8 | buffer[offset + 21]) == port:
+                        # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian)
+                        states.append(_state_name(names, buffer[offset + 17], "sock_diag"))
+                offset += (length + 3) & ~3
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+# --- Linux: /proc/net -------------------------------------------------------------------------------------------
+
+class ProcNetReader:
+    """/proc/net/{tcp,tcp6,udp,udp6}: the fallback where netlink is refused (WSL1, sandboxes). Reading it formats
+    every socket on the host, so its cost grows with the table; bound-only TCP sockets are not in it."""
+
+    method = "/proc/net"
+    sees_bound_tcp = False
+    sees_connected_udp = True
+    ROOT = "/proc/net"
+
+    def __init__(self, os_family="linux"):
+        if not os.path.exists(os.path.join(self.ROOT, "tcp")):
+            raise WitnessError("no {}/tcp".format(self.ROOT))
+
+    def states(self, proto, port):
+        _check_proto(proto)
+        states = ()
+        for name in (proto, proto + "6"):
+            try:
+                with open(os.path.join(self.ROOT, name), "rb") as table:
+                    text = table.read().decode("ascii", "replace")
+            except FileNotFoundError:  # tcp6/udp6 are absent when IPv6 is disabled
+                continue
+            states += parse_proc_net(text, port, proto)
+        return states
+
+    def close(self):
+        pass
+
+
+# --- Windows: IP Helper -----------------------------------------------------------------------------------------
+
+TCP_TABLE_OWNER_PID_ALL = 5
+UDP_TABLE_OWNER_PID = 1
+ERROR_INSUFFICIENT_BUFFER = 122
+# GetExtended*Table refuses AF_INET6 with these when the host has no IPv6 stack (XP without IPv6 installed).
+NO_IPV6_ERRORS = (50, 87)  # ERROR_NOT_SUPPORTED, ERROR_INVALID_PARAMETER
+
+
+class IpHelperReader:
+    """GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL) and GetExtendedUdpTable (UDP_TABLE_OWNER_PID) via ctypes.
+    Their UDP rows have no remote address, so a connected UDP socket shows as BOUND (sees_connected_udp False)."""
+
+    method = "GetExtendedTcpTable"
+    sees_bound_tcp = False
+    sees_connected_udp = False
+
+    def __init__(self, os_family="windows"):
+        try:
+            import ctypes
+            iphlpapi = ctypes.WinDLL("iphlpapi.dll")
+        except (ImportError, AttributeError, OSError) as exc:  # no WinDLL off Windows
+            raise WitnessError("no iphlpapi: {}".format(exc))
+        from ctypes import wintypes  # only after WinDLL: some Pythons refuse to import it elsewhere
+        self._ctypes = ctypes
+        signature = [ctypes.c_void_p, ctypes.POINTER(wintypes.DWORD), wintypes.BOOL, wintypes.ULONG, ctypes.c_int,
+                     wintypes.ULONG]
+        self._functions = {}
+        for proto, name, table_class in (("tcp", "GetExtendedTcpTable", TCP_TABLE_OWNER_PID_ALL),
+                                         ("udp", "GetExtendedUdpTable", UDP_TABLE_OWNER_PID)):
+            function = getattr(iphlpapi, name)
+            function.argtypes, function.restype = signature, wintypes.DWORD
+            self._functions[proto] = (function, table_class)
+        self._size = wintypes.DWORD()
+        self._buffer = ctypes.create_string_buffer(1 << 16)
+        self.states("tcp", 0)  # proves the calls work here
+
+    def states(self, proto, port):
+        _check_proto(proto)
+        function, table_class = self._functions[proto]
+        states = ()
+        for family, ipv6 in ((socket.AF_INET, False), (socket.AF_INET6, True)):
+            while True:
+                self._size.value = len(self._buffer)
+                error = function(self._buffer, self._ctypes.byref(self._size), False, family, table_class, 0)
+                if error != ERROR_INSUFFICIENT_BUFFER:
+                    break
+                # the table grew between the size query and the copy: make room with slack and ask again
+                self._buffer = self._ctypes.create_string_buffer(self._size.value + self._size.value // 4 + 4096)
+            if error == 0:
+                count = struct.unpack_from("<I", self._buffer, 0)[0]
+                table = self._ctypes.string_at(self._buffer, 4 + count * IP_HELPER_ROWS[proto, ipv6][0])
+                states += parse_ip_helper_table(table, port, proto, ipv6)
+            elif not (ipv6 and error in NO_IPV6_ERRORS):
+                raise WitnessError("{} failed with Windows error {}".format(function.__name__, error))
+        return states
+
+    def close(self):
+        pass
+
+
+# --- netstat, run as a program ----------------------------------------------------------------------------------
+
+NETSTAT_TIMEOUT = 30.0  # seconds; netstat answers in well under one, this bounds a hung one
+
+
+def _run_netstat(arguments):
+    """netstat's standard output; a missing program, a timeout or a failure is a WitnessError."""
+    try:
+        done = subprocess.run(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=NETSTAT_TIMEOUT,
+                              creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WitnessError("{}: {}".format(" ".join(arguments), exc))
+    if done.returncode != 0:
+        raise WitnessError("{} exited {}: {}".format(" ".join(arguments), done.returncode,
+                                                     done.stderr.decode("ascii", "replace").strip()))
+    return done.stdout.decode("ascii", "replace")
+
+
+class NetstatReader:
+    """A netstat program and the parser for its output: the fallback everywhere, and the reader on the BSDs."""
+
+    sees_connected_udp = True
+
+    def __init__(self, os_family):
+        if shutil.which("netstat") is None:
+            raise WitnessError("no netstat on PATH")
+        self.os_family = os_family
+
+    def states(self, proto, port):
+        _check_proto(proto)
+        text = "".join(_run_netstat(arguments) for arguments in self.commands(proto))
+        return self.parse(text, port, proto)
+
+    def close(self):
+        pass
+
+
+class WindowsNetstatReader(NetstatReader):
+    """Windows' `netstat -ano`, per protocol and family (also what Cygwin has). Run without -q (which lists bound
+    ports on newer Windows, not on XP), so bound-only TCP sockets are not seen. A localised Windows that translates
+    the state words makes its rows unreadable here (WitnessError)."""
+
+    method = "netstat -ano"
+    sees_bound_tcp = False
+    parse = staticmethod(parse_netstat_windows)
+
+    def commands(self, proto):
+        name = proto.upper()
+        return (["netstat", "-ano", "-p", name], ["netstat", "-ano", "-p", name + "v6"])
+
+
+class BsdNetstatReader(NetstatReader):
+    """`netstat -an -p tcp|udp` on FreeBSD, macOS, OpenBSD, NetBSD, DragonFly: both families in one listing. -W
+    (FreeBSD, macOS) keeps long IPv6 addresses from being cut short, ports included; OpenBSD's -W means
+    something else. A bound-only TCP socket is listed as CLOSED. macOS's netstat is known to omit TIME_WAIT."""
+
+    method = "netstat -an"
+    sees_bound_tcp = True
+    parse = staticmethod(parse_netstat_bsd)
+    WIDE = ("freebsd", "darwin")
+
+    def commands(self, proto):
+        return (["netstat", "-an"] + (["-W"] if self.os_family in self.WIDE else []) + ["-p", proto],)
+
+
+# --- the witness ------------------------------------------------------------------------------------------------
+
+BSD_FAMILIES = ("freebsd", "darwin", "openbsd", "netbsd", "dragonfly")
+READERS = {
+    "linux": (SockDiagReader, ProcNetReader),
+    "windows": (IpHelperReader, WindowsNetstatReader),
+    "cygwin": (WindowsNetstatReader,),
+}
+READERS.update((family, (BsdNetstatReader,)) for family in BSD_FAMILIES)
+
+
+class Witness:
+    """The connection-table reader for one OS family: the best one that works here, or the one named by `method`
+    (one of the `method` names of READERS[os_family], e.g. "/proc/net"). On Linux it holds a netlink socket
+    (a forked child opens its own): close() it, or use the witness as a context manager."""
+
+    def __init__(self, os_family, method=None):
+        candidates = READERS.get(os_family)
+        if candidates is None:
+            raise WitnessError("no connection-table reader for OS family {!r}".format(os_family))
+        if method is not None:
+            candidates = tuple(reader for reader in candidates if reader.method == method)
+            if not candidates:
+                raise WitnessError("{!r} has no reader {!r}".format(os_family, method))
+        failures = []
+        for reader in candidates:
+            try:
+                self.reader = reader(os_family)
+                break
+            except (OSError, WitnessError) as exc:
+                failures.append("{}: {}".format(reader.method, exc))
+        else:
+            raise WitnessError("no connection-table reader works here ({})".format("; ".join(failures)))
+        self.method = self.reader.method
+        self.sees_bound_tcp = self.reader.sees_bound_tcp
+        self.sees_connected_udp = self.reader.sees_connected_udp
+
+    def states(self, proto, port):
+        """One TCP_STATES name per table entry whose local port is `port` ("tcp" or "udp"), IPv4 and IPv6."""
+        return self.reader.states(proto, port)
+
+    def close(self):
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+

@@ -1,0 +1,132 @@
+"""The bind_matrix lab on this machine's real sockets: seed 004's Linux rows, repeatability, the witness gate."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from labs import bind_matrix, hostfacts
+from labs.sockopts import platform_family
+from labs.witness import Witness
+from tests.conftest import REPO
+
+SEED_CELLS = ["--where", "proto=tcp", "--where", "family=inet", "--where", "first_addr=wildcard",
+              "--where", "second_addr=wildcard", "--where", "prober=other_process"]
+# Seed 004, "結果一覧": Linux 2.4.20 / 2.6.18 / 2.6.24, same options on both sockets, bind() of the second.
+SEED_004_LINUX = {
+    ("none", "LISTEN"): "EADDRINUSE", ("none", "LISTEN+ESTABLISHED"): "EADDRINUSE",
+    ("none", "FIN_WAIT_2"): "EADDRINUSE", ("none", "TIME_WAIT"): "EADDRINUSE",
+    ("SO_REUSEADDR", "LISTEN"): "EADDRINUSE", ("SO_REUSEADDR", "LISTEN+ESTABLISHED"): "EADDRINUSE",
+    ("SO_REUSEADDR", "FIN_WAIT_2"): "ok", ("SO_REUSEADDR", "TIME_WAIT"): "ok",
+}
+needs_linux = pytest.mark.skipif(platform_family() != "linux", reason="the seed's Linux rows need Linux")
+needs_root = pytest.mark.skipif(not hostfacts.is_admin(), reason="other_user needs root")
+
+
+def run_agent(*arguments):
+    """The agent as the local transport runs it; its case records."""
+    done = subprocess.run([sys.executable, "-m", "labs", "--lab", "bind_matrix"] + list(arguments), cwd=REPO,
+                          capture_output=True, text=True, timeout=600, check=True)
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert records[0]["record"] == "host" and records[-1]["record"] == "end"
+    return [record for record in records if record["record"] == "case"]
+
+
+@pytest.fixture
+def context():
+    host = hostfacts.collect(Witness(platform_family()).method)
+    context = bind_matrix.Context(host)
+    yield host, context
+    context.close()
+
+
+@needs_linux
+def test_seed_004_linux_rows_are_reproduced():
+    states = ",".join(state for _, state in SEED_004_LINUX)
+    cases = run_agent(*SEED_CELLS, "--where", "first_opts=none,SO_REUSEADDR", "--where", "state=" + states)
+    same = [case for case in cases if case["first_opts"] == case["second_opts"]]
+    assert all(case["witness"] == case["state"] for case in same)
+    assert {(case["first_opts"], case["state"]): case["bind"] for case in same} == SEED_004_LINUX
+
+
+def test_the_whole_matrix_twice_gives_the_same_outcome_in_every_witnessed_case():
+    first, second = run_agent(), run_agent()
+    assert [case["case_id"] for case in first] == [case["case_id"] for case in second]
+    witnessed = [(a, b) for a, b in zip(first, second) if "inconclusive" not in (a["outcome"], b["outcome"])]
+    # Nearly every case is witnessed on a quiet machine; the comparison is only meaningful if most are.
+    assert len(witnessed) >= 0.99 * len(first)
+    differ = [(a["case_id"], a["outcome"], b["outcome"]) for a, b in witnessed
+              if (a["outcome"], a.get("bind"), a.get("listen")) != (b["outcome"], b.get("bind"), b.get("listen"))]
+    assert differ == []
+
+
+def test_every_axis_is_covered(context):
+    host, _ = context
+    cases = list(bind_matrix.cases(host))
+    options = len(bind_matrix.option_sets(host["options"]))
+    pairs = sum(len(names) ** 2 for names in bind_matrix.ADDRESSES.values())
+    assert len(cases) == (7 + 2) * options ** 2 * pairs * 3
+    assert len({bind_matrix.case_id(case) for case in cases}) == len(cases)
+    if platform_family() == "linux":
+        assert bind_matrix.option_sets(host["options"]) == [
+            "none", "SO_REUSEADDR", "SO_REUSEPORT", "SO_REUSEADDR+SO_REUSEPORT"]
+
+
+def test_a_state_that_is_not_witnessed_is_inconclusive(context, monkeypatch):
+    """The TIME_WAIT case, driven only as far as FIN_WAIT_2 (the client never closes): a real socket in the wrong
+    state, which the witness must catch."""
+    _, context = context
+    monkeypatch.setitem(bind_matrix.DRIVERS, ("tcp", "TIME_WAIT"), bind_matrix.drive_fin_wait_2)
+    monkeypatch.setattr(bind_matrix, "STATE_DEADLINE", 0.3)
+    params = dict(zip(bind_matrix.PARAMETERS, ("tcp", "inet", "TIME_WAIT", "none", "none", "wildcard", "wildcard",
+                                               "same_process")))
+    record = bind_matrix.run_case(context, params)
+    assert record["outcome"] == "inconclusive"
+    assert record["witness"] == "FIN_WAIT_2"
+    assert "bind" not in record
+
+
+@pytest.mark.parametrize("proto, family", [("udp", "inet"), ("udp", "dual"), ("tcp", "dual"), ("tcp", "inet6")])
+def test_cases_are_witnessed_in_each_protocol_and_family(context, proto, family):
+    host, context = context
+    chosen = [case for case in bind_matrix.cases(host) if case["proto"] == proto and case["family"] == family
+              and case["prober"] == "same_process" and case["first_opts"] == case["second_opts"] == "none"]
+    records = [bind_matrix.run_case(context, case) for case in chosen]
+    assert [record["witness"] for record in records] == [case["state"] for case in chosen]
+
+
+@needs_root
+def test_other_user_prober_runs_unprivileged(context):
+    _, context = context
+    pid = context.probers["other_user"].process.pid
+    with open("/proc/{}/status".format(pid)) as status:
+        uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+    assert uids[0] != "0" and len(set(uids)) == 1
+
+
+def test_probers_end_with_their_context():
+    host = hostfacts.collect("test")
+    context = bind_matrix.Context(host)
+    processes = [prober.process for prober in context.probers.values() if hasattr(prober, "process")]
+    context.close()
+    assert processes and all(process.poll() is not None for process in processes)
+
+
+def agent_processes():
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/{}/cmdline".format(pid), "rb") as stream:
+                command = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if b"labs" in command or b"labs.prober" in command:
+            found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_an_agent_run_leaves_no_process_behind():
+    run_agent(*SEED_CELLS, "--where", "state=LISTEN")
+    assert agent_processes() == []

@@ -1,0 +1,57 @@
+"""hosts.yaml: the default loads; each mistake is one line naming file, line and field."""
+import pytest
+
+from collect import inventory
+from collect.errors import UserError
+from tests.conftest import REPO
+
+
+def test_default_inventory_is_this_machine():
+    hosts = inventory.load(REPO + "/hosts.yaml").select()
+    assert [(host.name, host.transport) for host in hosts] == [("local", "local")]
+
+
+def test_groups_select_their_hosts(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  a:\n    transport: local\n  b:\n    address: 192.0.2.2\n"
+                    "  c:\n    address: 192.0.2.3\ngroups:\n  remote: [c, b]\n")
+    loaded = inventory.load(str(path))
+    assert [host.name for host in loaded.select(["remote"])] == ["b", "c"]
+    assert [host.name for host in loaded.select(["a", "c"])] == ["a", "c"]
+    assert loaded.hosts["b"].transport == "ssh"
+
+
+BAD = [
+    ("hosts:\n  local:\n    transport: local\n  bad: [\n", ":5: not valid YAML"),
+    ("- just\n- a list\n", ":1: the inventory must be a mapping"),
+    ("hostz:\n  a: {}\n", ":1: hostz: unknown section"),
+    ("groups: {}\n", ":1: no hosts: section"),
+    ("hosts:\n  a:\n    transport: telnet\n", ":3: hosts.a.transport: 'telnet' is not one of local, ssh"),
+    ("hosts:\n  a:\n    address: h\n    port: 70000\n", ":4: hosts.a.port: 70000 is not a port number"),
+    ("hosts:\n  a:\n    address: h\n    password: hunter2\n", ":4: hosts.a.password: no passwords in hosts.yaml"),
+    ("hosts:\n  a:\n    adress: h\n", ":3: hosts.a.adress: unknown setting"),
+    ("hosts:\n  a:\n    labs: [bind_matrix, nope]\n", ":3: hosts.a.labs: ['bind_matrix', 'nope'] is not a list"),
+    ("hosts:\n  ../etc:\n    transport: local\n", ":2: host name '../etc'"),
+    ("hosts:\n  a: {transport: local}\ngroups:\n  g: [a, b]\n", ":4: groups.g: no host 'b' in hosts:"),
+    ("hosts:\n  a: {transport: local}\ngroups:\n  a: [a]\n", ":4: groups.a: a group may not share a host's name"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[message for _, message in BAD])
+def test_bad_inventory_names_file_line_and_field(tmp_path, text, message):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as raised:
+        inventory.load(str(path))
+    line = str(raised.value)
+    assert line.startswith(str(path) + message) and "\n" not in line
+
+
+def test_unknown_host_is_named(tmp_path):
+    with pytest.raises(UserError, match=r"unknown host or group 'nope' \(known: local\)"):
+        inventory.load(REPO + "/hosts.yaml").select(["nope"])
+
+
+def test_missing_inventory_file(tmp_path):
+    with pytest.raises(UserError, match="No such file"):
+        inventory.load(str(tmp_path / "absent.yaml"))

@@ -1,0 +1,111 @@
+"""The tasks as a user runs them: a whole run on the default inventory, and one-line errors for bad input."""
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from analysis.results import load_run
+from labs.vocabulary import RESULT_COLUMNS
+
+SMALL = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process,same_process"]
+
+
+def one_line_error(done, *fragments):
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_invoke_list_shows_every_task_with_help(invoke):
+    listing = invoke("--list").stdout
+    for name in ("run-all", "run", "hosts", "check", "report", "bench", "test"):
+        line = next(line for line in listing.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10
+
+
+def test_run_all_on_the_default_inventory_stores_results_and_report(invoke, tmp_path):
+    done = invoke("run-all", "--out", str(tmp_path), *SMALL)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["hosts"]["local"]["status"] == "completed" and manifest["ended"]
+    lines = (run_dir / "local.jsonl").read_text().splitlines()
+    plan = json.loads(lines[1])
+    assert plan["record"] == "plan" and manifest["hosts"]["local"]["cases"] == plan["cases"] == len(lines) - 3
+    table = pd.read_csv(run_dir / "results.csv")
+    assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS) and len(table) == plan["cases"]
+    report = (run_dir / "report" / "report.md").read_text()
+    for system in ("local (linux", "winxp-sp3 (windows XP)", "fc6-linux-2.6.18", "freebsd-6.2"):
+        assert system in report
+    assert (run_dir / "report" / "seed004_layout.csv").exists()
+
+    checked = invoke("check", "--run", str(run_dir))
+    assert checked.returncode in (0, 1) and "match" in checked.stdout
+    assert invoke("report", "--run", str(run_dir)).returncode == 0
+
+
+def test_an_interrupted_run_keeps_what_arrived(tmp_path):
+    """Ctrl-C in the middle: the cases received stay in <host>.jsonl and results.csv, the manifest says why."""
+    import threading
+    from collect import inventory, runner
+    from collect.store import RunStore
+    from rich.console import Console
+    hosts = inventory.load("hosts.yaml").select()
+    store = RunStore(str(tmp_path), ["local"], ["bind_matrix"])
+    log = os.path.join(store.path, "local.jsonl")
+    original_log = store.host_log
+
+    def interrupting_log(host):
+        host_log = original_log(host)
+        write = host_log.write
+
+        def write_then_interrupt(line):
+            write(line)
+            with open(log) as stream:
+                if sum(1 for _ in stream) >= 12:
+                    stop.set()
+        host_log.write = write_then_interrupt
+        return host_log
+
+    stop = threading.Event()
+    store.host_log = interrupting_log
+    display = runner.Display(hosts, Console(file=open(os.devnull, "w")))
+    runner.run_host(hosts[0], ["bind_matrix"], [], store, display, stop)
+    store.finish()
+    entry = store.manifest["hosts"]["local"]
+    assert entry["status"] == "failed" and entry["reason"] == "interrupted"
+    assert len(load_run(store.path)) == entry["cases"] >= 10
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("hosts:\n  local:\n    transport: local\n    password: x\n", [":4: hosts.local.password: no passwords"]),
+    ("hosts: [\n", [":2: not valid YAML"]),
+])
+def test_bad_inventory_is_one_line_and_exit_2(invoke, tmp_path, text, fragments):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(text)
+    one_line_error(invoke("run-all", "--hosts", str(path), "--out", str(tmp_path)), str(path), *fragments)
+
+
+def test_unknown_host_lab_or_column_is_one_line_and_exit_2(invoke, tmp_path):
+    one_line_error(invoke("run", "--host", "nope", "--out", str(tmp_path)), "unknown host or group 'nope'")
+    one_line_error(invoke("run-all", "--lab", "nope", "--out", str(tmp_path)), "--lab: unknown lab 'nope'")
+    one_line_error(invoke("run-all", "--where", "colour=red", "--out", str(tmp_path)), "no column colour")
+
+
+def test_corrupt_results_file_is_one_line_and_exit_2(invoke, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": "x", "hosts": {"local": {}}}))
+    (run_dir / "local.jsonl").write_text('{"record": "host"}\n{"record": "case", "lab": "bind_\n{}\n')
+    one_line_error(invoke("check", "--run", str(run_dir)), "local.jsonl:2: not a JSON record")
+    (run_dir / "manifest.json").write_text("{")
+    one_line_error(invoke("report", "--run", str(run_dir)), "manifest.json:1: not valid JSON")
+
+
+def test_no_run_yet_is_one_line_and_exit_2(invoke, tmp_path):
+    one_line_error(invoke("check", "--run", str(tmp_path / "absent")), "not a run directory")

@@ -1,0 +1,575 @@
+"""labs/witness.py: its parsers on connection tables recorded on other systems (tests/data/netstat/README.md names
+each source), and its Linux readers on real loopback sockets driven into every state the labs use."""
+import os
+import socket
+import stat
+import struct
+import sys
+import time
+
+import pytest
+
+from labs import witness
+from labs.vocabulary import TCP_STATES, join_states
+from labs.witness import (
+    BsdNetstatReader, SockDiagReader, Witness, WitnessError, WindowsNetstatReader, parse_ip_helper_table,
+    parse_netstat_bsd, parse_netstat_linux, parse_netstat_windows, parse_proc_net, port_filter_bytecode,
+)
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "netstat")
+
+
+def recorded(*names):
+    """The recorded files, concatenated, line endings as recorded."""
+    text = ""
+    for name in names:
+        with open(os.path.join(DATA, name), newline="") as sample:
+            text += sample.read()
+    return text
+
+
+# --- seed 004: Windows XP SP3 and Linux 2.4/2.6 netstat at each step of the experiment ---------------------------
+
+# file, parser, the client's ephemeral port in that run
+SEED004_RUNS = [
+    ("seed004_winxp-sp3_default.txt", parse_netstat_windows, 2592),
+    ("seed004_winxp-sp3_so_reuseaddr.txt", parse_netstat_windows, 2161),
+    ("seed004_winxp-sp3_so_exclusiveaddruse.txt", parse_netstat_windows, 2142),
+    ("seed004_fedora-core-6_default.txt", parse_netstat_linux, 59817),
+    ("seed004_fedora-core-6_so_reuseaddr.txt", parse_netstat_linux, 60356),
+    ("seed004_redhat-8.0_default.txt", parse_netstat_linux, 2364),
+    ("seed004_redhat-8.0_so_reuseaddr.txt", parse_netstat_linux, 2363),
+    ("seed004_ubuntu-8.04_default.txt", parse_netstat_linux, 46401),
+    ("seed004_ubuntu-8.04_so_reuseaddr.txt", parse_netstat_linux, 46400),
+]
+# The seed's test.bat / test.sh run netstat four times; its result table names the steps LISTEN, ESTABLISHED
+# (listener still open), FIN_WAIT_2 (server closed first; the client's row is CLOSE_WAIT) and TIME_WAIT.
+SEED004_SERVER_PORT = 60000
+SEED004_SERVER_STEPS = ["LISTEN", "LISTEN+ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"]
+SEED004_CLIENT_STEPS = ["", "ESTABLISHED", "CLOSE_WAIT", ""]
+
+
+def netstat_snapshots(text):
+    """The separate netstat outputs in a seed 004 run: runs of table rows between the programs' own messages."""
+    snapshots, rows = [], []
+    for line in text.splitlines() + [""]:
+        if line.split()[:1] in (["tcp"], ["TCP"]):
+            rows.append(line)
+        elif rows:
+            snapshots.append("\n".join(rows))
+            rows = []
+    return snapshots
+
+
+@pytest.mark.parametrize("name, parse, client_port", SEED004_RUNS)
+def test_seed004_steps(name, parse, client_port):
+    """Seed 004's own netstat rows (Windows XP SP3 `netstat -anp tcp`, Linux `netstat -an --tcp`): port 60000 shows
+    the state the seed names at each step, and the client's rows, whose foreign port is 60000, are not counted."""
+    steps = netstat_snapshots(recorded(name))
+    assert len(steps) == 4
+    assert [join_states(parse(step, SEED004_SERVER_PORT)) for step in steps] == SEED004_SERVER_STEPS
+    assert [join_states(parse(step, client_port)) for step in steps] == SEED004_CLIENT_STEPS
+    # one entry per row: listener and accepted connection, not the client's ESTABLISHED row as well
+    assert sorted(parse(steps[1], SEED004_SERVER_PORT)) == ["ESTABLISHED", "LISTEN"]
+
+
+# --- other recorded systems -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("proto, port, states", [
+    ("tcp", 22, ("ESTABLISHED", "LISTEN", "LISTEN")),  # an ssh session to 192.168.71.163.22; tcp4 and tcp6 *.22
+    ("tcp", 25, ("LISTEN",)),
+    ("tcp", 56321, ()),  # the ssh client's port: in the foreign column only
+    ("udp", 514, ("BOUND", "BOUND")),  # udp4 and udp6 *.514
+    ("tcp", 514, ()),
+])
+def test_freebsd12(proto, port, states):
+    """FreeBSD 12 `netstat -an` (kellyjonbrazil/jc), UNIX-domain section included."""
+    assert parse_netstat_bsd(recorded("freebsd-12_netstat-an_jc.txt"), port, proto) == states
+
+
+@pytest.mark.parametrize("proto, port, states", [
+    ("tcp", 53755, ("ESTABLISHED",)),  # 127.0.0.1.53755 <-> 127.0.0.1.53763, both directions listed
+    ("tcp", 53763, ("ESTABLISHED",)),
+    ("tcp", 9592, ("CLOSE_WAIT",)),
+    ("tcp", 58704, ()),  # 9592's peer: foreign only
+    ("udp", 63995, ("BOUND",)),
+    ("udp", 61224, ("BOUND",)),  # udp46
+    ("udp", 61982, ("BOUND", "BOUND")),  # udp6 and udp4
+    ("udp", 5353, ("BOUND",) * 10),
+    ("tcp", 5353, ()),
+])
+def test_macos_netstat_with_pcb_columns(proto, port, states):
+    """macOS 10.14.6 `netstat -An` (kellyjonbrazil/jc): two columns before the protocol, still parsed."""
+    assert parse_netstat_bsd(recorded("macos-10.14.6_netstat-An_jc.txt"), port, proto) == states
+
+
+@pytest.mark.parametrize("port, states", [(5432, ("FIN_WAIT_2",)), (49565, ("CLOSE_WAIT",))])
+def test_macos_server_closed_first(port, states):
+    """macOS rows from PostgresApp issue 676: the server port in FIN_WAIT_2, its client in CLOSE_WAIT (seed 004's
+    FIN_WAIT_2 step, on macOS)."""
+    assert parse_netstat_bsd(recorded("macos_postgresapp-issue-676.txt"), port, "tcp") == states
+
+
+@pytest.mark.parametrize("proto, port, states", [
+    ("tcp", 135, ("LISTEN", "LISTEN")),  # 0.0.0.0:135 and [::]:135
+    ("tcp", 8307, ("LISTEN", "LISTEN")),  # 127.0.0.1 and [::1]
+    ("tcp", 1031, ("ESTABLISHED",)),
+    ("tcp", 1032, ("ESTABLISHED",)),
+    ("tcp", 139, ("LISTEN",) * 8),
+    ("udp", 1900, ("BOUND",) * 17),  # wildcard, each address, [::1], [fe80::...%9]
+    ("udp", 52284, ("BOUND",)),  # [fe80::f5d1:8bf7:c410:e325%64]:52284
+    ("udp", 5353, ("BOUND",) * 53),
+    ("tcp", 5353, ()),
+    ("udp", 135, ()),
+])
+def test_windows10_netstat_aon(proto, port, states):
+    """Windows 10 `netstat -aon` (kellyjonbrazil/jc), CRLF line ends and the PID column."""
+    assert parse_netstat_windows(recorded("windows-10_netstat-aon_jc.txt"), port, proto) == states
+
+
+@pytest.mark.parametrize("proto, port, states", [
+    ("tcp", 49672, ("TIME_WAIT",)),
+    ("tcp", 49671, ("ESTABLISHED",)),
+    ("tcp", 443, ()),  # only ever the remote port
+    ("tcp", 7680, ("LISTEN", "LISTEN")),
+    ("udp", 1900, ("BOUND",) * 4),
+    ("udp", 54109, ("BOUND",)),
+])
+def test_windows10_netstat_an(proto, port, states):
+    """Windows 10 `netstat -an` (mozilla/mig's test data): no PID column."""
+    assert parse_netstat_windows(recorded("windows-10_netstat-an_mozilla-mig.txt"), port, proto) == states
+
+
+# Recorded on the development VM (Linux 6.18), /proc/net and net-tools netstat read at the same moment.
+LINUX_RECORDED = [
+    ("tcp", 60000, ("LISTEN", "ESTABLISHED")),
+    ("tcp", 52596, ("ESTABLISHED",)),
+    ("tcp", 60001, ("FIN_WAIT_2",)),
+    ("tcp", 45762, ("CLOSE_WAIT",)),
+    ("tcp", 60002, ("CLOSE_WAIT",)),
+    ("tcp", 36002, ("FIN_WAIT_2",)),
+    ("tcp", 60003, ("TIME_WAIT",)),
+    ("tcp", 34044, ()),  # 60003's client closed second: gone
+    ("tcp", 60004, ("LISTEN",)),  # IPv6
+    ("tcp", 60008, ()),  # bound only: in neither listing
+    ("udp", 60005, ("BOUND",)),
+    ("udp", 60006, ("ESTABLISHED",)),
+    ("udp", 60007, ("BOUND",)),  # IPv6
+]
+
+
+@pytest.mark.parametrize("proto, port, states", LINUX_RECORDED)
+def test_linux_proc_net_recorded(proto, port, states):
+    tables = recorded("linux-6.18_proc-net-{}.txt".format(proto), "linux-6.18_proc-net-{}6.txt".format(proto))
+    assert sorted(parse_proc_net(tables, port, proto)) == sorted(states)
+
+
+@pytest.mark.parametrize("proto, port, states", LINUX_RECORDED)
+def test_linux_netstat_recorded(proto, port, states):
+    listing = recorded("linux-6.18_netstat-an-tcp-udp.txt")
+    assert sorted(parse_netstat_linux(listing, port, proto)) == sorted(states)
+
+
+# --- constructed from the documented formats (not recorded) -----------------------------------------------------
+
+@pytest.mark.parametrize("parse, row, proto, state", [
+    # A connected UDP socket shows its peer in the foreign column (addresses from RFC 5737's documentation range).
+    (parse_netstat_windows, "  UDP    192.0.2.7:50930        198.51.100.4:443                       1234",
+     "udp", "ESTABLISHED"),
+    (parse_netstat_bsd, "udp4       0      0  192.0.2.7.50930        198.51.100.4.443", "udp", "ESTABLISHED"),
+    (parse_netstat_linux, "udp        0      0 192.0.2.7:50930         198.51.100.4:443        ESTABLISHED",
+     "udp", "ESTABLISHED"),
+    # BSD netstat -a lists a bound-only TCP socket as CLOSED.
+    (parse_netstat_bsd, "tcp4       0      0  192.0.2.7.50930        *.*                    CLOSED",
+     "tcp", "BOUND"),
+])
+def test_constructed_rows(parse, row, proto, state):
+    assert parse(row, 50930, proto) == (state,)
+
+
+@pytest.mark.parametrize("parse, row", [
+    (parse_netstat_windows, "  TCP    0.0.0.0:50930          0.0.0.0:0              ABH\u00d6REN         4"),
+    (parse_netstat_bsd, "tcp4       0      0  *.50930                *.*                    NOSUCHSTATE"),
+    (parse_proc_net, "   0: 0100007F:C6F2 00000000:0000 0F 00000000:00000000 00:00000000 00000000     0"),
+])
+def test_unknown_state_is_an_error(parse, row):
+    """A state the module cannot name (a localised netstat, a new kernel state) must not vanish from a witness."""
+    with pytest.raises(WitnessError):
+        parse(row, 50930, "tcp")
+
+
+def test_other_ports_and_names_ignored():
+    """Wildcard and service-name ports and unrelated lines match no port."""
+    text = "tcp4 0 0 *.* *.* CLOSED\ntcp4 0 0 localhost.https *.* LISTEN\nActive Internet connections\n\n"
+    assert parse_netstat_bsd(text, 443) == ()
+
+
+def ip_helper_table(rows, proto, ipv6):
+    """A table as GetExtended{Tcp,Udp}Table fills it: DWORD count, then rows; ports in network byte order."""
+    out = struct.pack("<I", len(rows))
+    for port, state in rows:
+        if proto == "tcp" and not ipv6:
+            out += struct.pack("<I4s2s2x4s2s2xI", state, bytes(4), struct.pack(">H", port), bytes(4),
+                               struct.pack(">H", 443), 1234)
+        elif proto == "tcp":
+            out += struct.pack("<16sI2s2x16sI2s2xII", bytes(16), 0, struct.pack(">H", port), bytes(16), 0,
+                               struct.pack(">H", 443), state, 1234)
+        elif not ipv6:
+            out += struct.pack("<4s2s2xI", bytes(4), struct.pack(">H", port), 1234)
+        else:
+            out += struct.pack("<16sI2s2xI", bytes(16), 0, struct.pack(">H", port), 1234)
+    return out
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_ip_helper_tables(ipv6):
+    """MIB_TCP(6)ROW_OWNER_PID / MIB_UDP(6)ROW_OWNER_PID rows built from the documented layouts (tcpmib.h,
+    udpmib.h; MIB_TCP_STATE 2 LISTEN, 5 ESTAB, 7 FIN_WAIT2, 11 TIME_WAIT)."""
+    tcp = ip_helper_table([(60000, 2), (60000, 5), (2592, 5), (60000, 7), (60000, 11), (0x1234, 2)], "tcp", ipv6)
+    assert parse_ip_helper_table(tcp, 60000, "tcp", ipv6) == ("LISTEN", "ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT")
+    assert parse_ip_helper_table(tcp, 0x3412, "tcp", ipv6) == ()  # byte order: 0x1234 is not 0x3412
+    assert parse_ip_helper_table(tcp, 0x1234, "tcp", ipv6) == ("LISTEN",)
+    udp = ip_helper_table([(5353, None), (5353, None), (53, None)], "udp", ipv6)
+    assert parse_ip_helper_table(udp, 5353, "udp", ipv6) == ("BOUND", "BOUND")
+
+
+def test_state_tables_use_the_vocabulary():
+    names = set(witness.LINUX_TCP_STATES.values()) | set(witness.SOCK_DIAG_TCP_STATES.values())
+    names |= set(witness.LINUX_UDP_STATES.values()) | set(witness.WINDOWS_TCP_STATES.values())
+    names |= set(witness.NETSTAT_STATES.values()) | set(witness.BSD_NETSTAT_STATES.values())
+    assert names <= set(TCP_STATES)
+
+
+@pytest.mark.parametrize("equal_op, length", [(True, 8), (False, 16)])
+def test_port_filter_bytecode(equal_op, length):
+    """inet_diag_bc_op layout: the comparison op jumps one op past its operand when true and past the end (length
+    + 4, which inet_diag_bc_run rejects) when false; the port is a host-order u16 in the operand's `no`."""
+    code = port_filter_bytecode(60000, equal_op)
+    assert len(code) == length
+    ops = [struct.unpack_from("=BBH", code, offset) for offset in range(0, length, 4)]
+    assert ops[1] == (0, 0, 60000)
+    assert ops[0][1:] == (8, length + 4)
+    assert ops[0][0] == (witness.INET_DIAG_BC_S_EQ if equal_op else witness.INET_DIAG_BC_S_GE)
+
+
+# --- reader selection and the netstat program readers ------------------------------------------------------------
+
+def test_unknown_family_and_method():
+    with pytest.raises(WitnessError):
+        Witness("plan9")
+    with pytest.raises(WitnessError):
+        Witness("linux", method="netstat -an")
+
+
+def test_proto_is_checked():
+    with pytest.raises(ValueError):
+        parse_netstat_bsd("", 1, "sctp")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux readers")
+def test_linux_falls_back_to_proc(monkeypatch):
+    def refuse(self, os_family="linux"):
+        raise OSError(93, "Protocol not supported")  # what a sandbox without NETLINK_SOCK_DIAG answers
+    monkeypatch.setattr(SockDiagReader, "__init__", refuse)
+    with Witness("linux") as fallback:
+        assert fallback.method == "/proc/net"
+        assert fallback.sees_bound_tcp is False
+
+
+@pytest.fixture
+def fake_netstat(tmp_path, monkeypatch):
+    """Put a `netstat` on PATH that prints a recorded file (or fails), and logs its arguments."""
+    def install(sample=None, exit_status=0):
+        log = tmp_path / "arguments"
+        script = tmp_path / "netstat"
+        body = "cat '{}'\n".format(os.path.join(DATA, sample)) if sample else ""
+        script.write_text("#!/bin/sh\necho \"$@\" >> '{}'\n{}exit {}\n".format(log, body, exit_status))
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ.get("PATH", ""))
+        return log
+    return install
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+def test_bsd_netstat_reader(fake_netstat):
+    log = fake_netstat("freebsd-12_netstat-an_jc.txt")
+    with Witness("freebsd") as freebsd:
+        assert (freebsd.method, freebsd.sees_bound_tcp) == ("netstat -an", True)
+        assert freebsd.states("tcp", 22) == ("ESTABLISHED", "LISTEN", "LISTEN")
+        assert freebsd.states("udp", 514) == ("BOUND", "BOUND")
+    assert log.read_text().splitlines() == ["-an -W -p tcp", "-an -W -p udp"]
+    assert BsdNetstatReader("openbsd").commands("tcp") == (["netstat", "-an", "-p", "tcp"],)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+def test_windows_netstat_reader(fake_netstat):
+    """Cygwin's reader runs Windows' netstat once per family; here both calls print the recorded IPv4+IPv6 table,
+    so every row is seen twice."""
+    log = fake_netstat("windows-10_netstat-aon_jc.txt")
+    with Witness("cygwin") as cygwin:
+        assert cygwin.method == "netstat -ano"
+        assert cygwin.states("tcp", 1031) == ("ESTABLISHED", "ESTABLISHED")
+    assert log.read_text().splitlines() == ["-ano -p TCP", "-ano -p TCPv6"]
+    assert WindowsNetstatReader("windows").commands("udp") == (["netstat", "-ano", "-p", "UDP"],
+                                                               ["netstat", "-ano", "-p", "UDPv6"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+def test_windows_without_ip_helper_falls_back_to_netstat(fake_netstat):
+    """Where iphlpapi cannot be loaded (here: not Windows at all), the Windows witness runs netstat instead."""
+    fake_netstat("windows-10_netstat-an_mozilla-mig.txt")
+    with Witness("windows") as windows:
+        assert windows.method == "netstat -ano"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+def test_netstat_failure_is_an_error(fake_netstat):
+    fake_netstat(exit_status=1)
+    with Witness("darwin") as darwin:
+        with pytest.raises(WitnessError):
+            darwin.states("tcp", 22)
+
+
+# --- real sockets on this machine (Linux): every reader, both families, every state ------------------------------
+
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux readers")
+LINGER_0 = struct.pack("ii", 1, 0)
+
+
+def ipv6_loopback_works():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+FAMILIES = [
+    pytest.param((socket.AF_INET, "127.0.0.1"), id="inet"),
+    pytest.param((socket.AF_INET6, "::1"), id="inet6",
+                 marks=pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback")),
+]
+
+
+class Loopback:
+    """Sockets of one test on one loopback address, each on an OS-assigned port; aborted (SO_LINGER 0) at the end
+    so nothing but the TIME_WAITs a test asks for outlives it."""
+
+    def __init__(self, family, host, reader):
+        self.family, self.host, self.reader, self.opened = family, host, reader, []
+
+    def open(self, kind=socket.SOCK_STREAM):
+        sock = socket.socket(self.family, kind)
+        self.opened.append(sock)
+        return sock
+
+    def bound(self, kind=socket.SOCK_STREAM):
+        """A socket on a port whose table shows nothing but itself. bind(0) can hand out a port that still has
+        TIME_WAITs of another address or family (left by earlier tests), which the witness rightly shows; such a
+        port is kept bound, so it is not handed out again, and another is drawn."""
+        proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
+        itself = ("BOUND",) if proto == "udp" or self.reader.sees_bound_tcp else ()
+        for _draw in range(50):
+            sock = self.open(kind)
+            sock.bind((self.host, 0))
+            if self.reader.states(proto, port_of(sock)) == itself:
+                return sock
+        raise AssertionError("no port without other entries among 50 draws")
+
+    def listener(self):
+        sock = self.bound()
+        sock.listen(8)
+        return sock
+
+    def connection(self):
+        """(listener, client, accepted server end). The client binds first: a port connect() picks may be shared
+        with older connections' TIME_WAITs (other 4-tuples), one bind() picks has no entries at all."""
+        listener = self.listener()
+        client = self.bound()
+        client.connect(listener.getsockname()[:2])
+        server, _ = listener.accept()
+        self.opened.append(server)
+        return listener, client, server
+
+    def close(self):
+        for sock in self.opened:
+            if sock.fileno() != -1 and sock.type == socket.SOCK_STREAM:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+                except OSError:
+                    pass  # already reset
+            sock.close()
+
+
+def port_of(sock):
+    return sock.getsockname()[1]
+
+
+def witnessed(reader, expected, timeout=5.0):
+    """Poll the witness until every (proto, port) shows the expected entries, or the deadline passes; return what
+    it showed last. Entries are compared as sorted tuples, one per table row."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {(proto, port): tuple(sorted(reader.states(proto, port))) for proto, port in expected}
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+
+
+def poll_until(reader, proto, port, state):
+    """Wait for one intermediate state the scenario itself depends on."""
+    assert witnessed(reader, {(proto, port): (state,)}) == {(proto, port): (state,)}
+
+
+# Each scenario drives sockets into a state and returns {(proto, port): expected sorted states}. The server port
+# plays seed 004's port 60000; the client's port must never show up in it.
+
+def listening(net, reader):
+    listener = net.listener()
+    return {("tcp", port_of(listener)): ("LISTEN",)}
+
+
+def listening_with_connection(net, reader):
+    listener, client, server = net.connection()
+    return {("tcp", port_of(listener)): ("ESTABLISHED", "LISTEN"), ("tcp", port_of(client)): ("ESTABLISHED",)}
+
+
+def established(net, reader):
+    listener, client, server = net.connection()
+    listener.close()
+    return {("tcp", port_of(server)): ("ESTABLISHED",), ("tcp", port_of(client)): ("ESTABLISHED",)}
+
+
+def close_wait(net, reader):
+    """The client closes first: the server end waits for its own close."""
+    listener, client, server = net.connection()
+    listener.close()
+    client.shutdown(socket.SHUT_WR)
+    return {("tcp", port_of(server)): ("CLOSE_WAIT",), ("tcp", port_of(client)): ("FIN_WAIT_2",)}
+
+
+def fin_wait_2(net, reader):
+    """The server closes first and the client stays open (seed 004's third step)."""
+    listener, client, server = net.connection()
+    listener.close()
+    server.shutdown(socket.SHUT_WR)
+    return {("tcp", port_of(server)): ("FIN_WAIT_2",), ("tcp", port_of(client)): ("CLOSE_WAIT",)}
+
+
+def time_wait(net, reader):
+    """The server closes first, then the client: the server's port holds TIME_WAIT, the client's nothing."""
+    listener, client, server = net.connection()
+    listener.close()
+    server_port, client_port = port_of(server), port_of(client)
+    server.shutdown(socket.SHUT_WR)
+    poll_until(reader, "tcp", client_port, "CLOSE_WAIT")  # else both closing at once would be CLOSING
+    client.close()
+    return {("tcp", server_port): ("TIME_WAIT",), ("tcp", client_port): ()}
+
+
+def bound_tcp(net, reader):
+    sock = net.bound()
+    return {("tcp", port_of(sock)): ("BOUND",) if reader.sees_bound_tcp else ()}
+
+
+def udp_bound_and_connected(net, reader):
+    receiver = net.bound(socket.SOCK_DGRAM)
+    sender = net.bound(socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname()[:2])
+    return {("udp", port_of(receiver)): ("BOUND",), ("udp", port_of(sender)): ("ESTABLISHED",),
+            ("tcp", port_of(receiver)): ()}
+
+
+SCENARIOS = [listening, listening_with_connection, established, close_wait, fin_wait_2, time_wait, bound_tcp,
+             udp_bound_and_connected]
+
+
+@pytest.fixture(params=["sock_diag", "/proc/net", "sock_diag S_GE+S_LE"])
+def linux_reader(request):
+    """Each Linux reader; the last is sock_diag with the port filter older kernels get (no INET_DIAG_BC_S_EQ)."""
+    reader = Witness("linux", method=request.param.split()[0])
+    if request.param.endswith("S_LE"):
+        reader.reader.equal_op = False
+    yield reader
+    reader.close()
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)
+def test_real_sockets(linux_reader, family, scenario):
+    net = Loopback(*family, linux_reader)
+    try:
+        expected = scenario(net, linux_reader)
+        assert witnessed(linux_reader, expected) == expected
+    finally:
+        net.close()
+
+
+def raw_sock_diag_ports(family, protocol, port, equal_op):
+    """The local ports of every entry the kernel sends back for the witness's filtered dump request."""
+    bytecode = port_filter_bytecode(port, equal_op)
+    mask = witness.TCP_STATE_MASK if protocol == socket.IPPROTO_TCP else witness.UDP_STATE_MASK
+    request = witness._REQUEST_HEAD.pack(
+        witness._REQUEST_HEAD.size + len(bytecode), witness.SOCK_DIAG_BY_FAMILY,
+        witness.NLM_F_REQUEST | witness.NLM_F_DUMP, 1, 0, family, protocol, 0, 0, mask, bytes(2),
+        4 + len(bytecode), witness.INET_DIAG_REQ_BYTECODE) + bytecode  # idiag_sport 0: the bytecode alone filters
+    ports = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, witness.NETLINK_SOCK_DIAG) as netlink:
+        netlink.send(request)
+        while True:
+            reply, offset = netlink.recv(65536), 0
+            while offset < len(reply):
+                length, kind = struct.unpack_from("=IH", reply, offset)
+                assert kind != witness.NLMSG_ERROR
+                if kind == witness.NLMSG_DONE:
+                    return ports
+                ports.append(struct.unpack_from(">H", reply, offset + 20)[0])
+                offset += (length + 3) & ~3
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("equal_op", [True, False], ids=["S_EQ", "S_GE+S_LE"])
+def test_sock_diag_filters_in_the_kernel(equal_op):
+    """The bytecode, not the Python side, drops other ports: with other sockets about (a connection's client end,
+    other listeners, UDP sockets), the kernel returns only the asked port's entries."""
+    net = Loopback(socket.AF_INET, "127.0.0.1", Witness("linux"))
+    try:
+        listener, client, server = net.connection()
+        others = [net.listener() for _ in range(3)]
+        receiver = net.bound(socket.SOCK_DGRAM)
+        net.bound(socket.SOCK_DGRAM).connect(receiver.getsockname()[:2])
+        port = port_of(listener)
+        assert raw_sock_diag_ports(socket.AF_INET, socket.IPPROTO_TCP, port, equal_op) == [port, port]
+        assert raw_sock_diag_ports(socket.AF_INET, socket.IPPROTO_TCP, port_of(others[0]), equal_op) == \
+            [port_of(others[0])]
+        assert raw_sock_diag_ports(socket.AF_INET, socket.IPPROTO_UDP, port_of(receiver), equal_op) == \
+            [port_of(receiver)]
+    finally:
+        net.close()
+        net.reader.close()
+
+
+@LINUX_ONLY
+def test_sock_diag_sees_bound_sockets_on_this_kernel():
+    """Linux 6.8 added TCP_BOUND_INACTIVE; the probe must find it there."""
+    release = tuple(int(part) for part in os.uname().release.split("-")[0].split(".")[:2])
+    if release < (6, 8):
+        pytest.skip("TCP_BOUND_INACTIVE is in Linux 6.8 and later (or a backport, which the probe would find)")
+    with Witness("linux") as linux:
+        assert (linux.method, linux.sees_bound_tcp) == ("sock_diag", True)
+
+
+@LINUX_ONLY
+def test_sock_diag_after_fork():
+    """A forked child gets its own netlink socket instead of reading its parent's replies."""
+    with Witness("linux") as linux, socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = port_of(listener)
+        child = os.fork()
+        if child == 0:
+            os._exit(0 if linux.states("tcp", port) == ("LISTEN",) else 1)
+        _pid, status = os.waitpid(child, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert linux.states("tcp", port) == ("LISTEN",)
