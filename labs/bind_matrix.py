@@ -114,11 +114,11 @@ class Earlier:
         except OSError as exc:
             raise FirstSocketRefused("first socket setsockopt: {}".format(error_name(exc)[0])) from None
         self.first = self.track(sock)
+        self.port = endpoints.fresh_port(self.options, params["proto"])
         try:
-            sock.bind(endpoints.sockaddr(params["family"], params["first_addr"], 0))
+            sock.bind(endpoints.sockaddr(params["family"], params["first_addr"], self.port))
         except OSError as exc:
             raise FirstSocketRefused("first socket bind: {}".format(error_name(exc)[0])) from None
-        self.port = sock.getsockname()[1]
 
     def connect(self):
         """A client on loopback, and the server's accepted end of its connection."""
@@ -132,10 +132,11 @@ class Earlier:
         self.close_one(self.first)
 
     def close_server_first(self):
-        """The server side sends FIN; the client's recv() sees it, so the server's FIN was ACKed: FIN_WAIT_2."""
+        """The server side sends FIN; once the client's recv() sees it, the client ACKs it: FIN_WAIT_2."""
         self.close_one(self.server)
         if self.client.recv(1) != b"":
             raise RuntimeError("client read data where the server's FIN was due")
+        self.options.ack_now(self.client)
 
 
 def drive_bound(earlier):

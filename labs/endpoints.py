@@ -38,3 +38,21 @@ def peer_of(family, address):
         return "inet", ADDRESS["inet"]["loopback"]
     return family, ADDRESS[family]["loopback"]
 
+
+
+def fresh_port(options, proto):
+    """A port that no socket of either family holds, TIME_WAIT included.
+
+    bind(port 0) of a socket with SO_REUSEADDR or SO_REUSEPORT may be given a port that old connections still
+    hold; a socket without options on the dual-stack wildcard conflicts with every one of them, so the port the
+    OS gives it is free. It is closed at once (a bound-only socket leaves nothing behind) for the case to bind.
+    """
+    try:
+        probe = new_socket(options, proto, "dual", ())
+        address = sockaddr("dual", "wildcard", 0)
+    except OSError:  # no IPv6 on this host
+        probe = new_socket(options, proto, "inet", ())
+        address = sockaddr("inet", "wildcard", 0)
+    with probe:
+        probe.bind(address)
+        return probe.getsockname()[1]

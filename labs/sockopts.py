@@ -81,6 +81,14 @@ class Options:
     def set_v6only(self, sock, v6only):
         sock.setsockopt(self.ipproto_ipv6, self.ipv6_v6only, 1 if v6only else 0)
 
+    def ack_now(self, sock):
+        """Send a pending ACK at once. Linux delays the ACK of a FIN (delayed-ACK timer, milliseconds);
+        TCP_QUICKACK flushes it, so the peer reaches FIN_WAIT_2 now. Where the option is absent, the witness poll
+        waits for the ACK instead."""
+        quickack = getattr(socket, "TCP_QUICKACK", None)
+        if quickack is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
     def abort(self, sock):
         """Close with SO_LINGER 0: an RST, so the connection leaves no TIME_WAIT or orphan behind."""
         try:

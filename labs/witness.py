@@ -202,6 +202,7 @@ def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # the older request: one TCP dump over both families (inet_diag_rcv_msg_compat)
 NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_REQ_BYTECODE = 1
@@ -211,12 +212,16 @@ INET_DIAG_BC_S_GE, INET_DIAG_BC_S_LE, INET_DIAG_BC_S_EQ = 2, 3, 11
 TCP_STATE_MASK = sum(1 << state for state in range(1, 14) if state != 7)
 UDP_STATE_MASK = (1 << 1) | (1 << 7)
 SOCK_DIAG_TCP_STATES = {**LINUX_TCP_STATES, 7: "BOUND"}
+PER_FAMILY_DUMPS = ((SOCK_DIAG_BY_FAMILY, socket.AF_INET), (SOCK_DIAG_BY_FAMILY, socket.AF_INET6))
 NETLINK_TIMEOUT = 5.0  # the kernel answers at once; this only turns a lost reply into an error, not a hang
 
 _NLMSG_HEADER = struct.Struct("=IHHII")
 # nlmsghdr; inet_diag_req_v2 (family, protocol, ext, pad, states, inet_diag_sockid: only idiag_sport set, in
 # network byte order, the rest zero: 48 bytes); the nlattr header of INET_DIAG_REQ_BYTECODE. The bytecode follows.
 _REQUEST_HEAD = struct.Struct("=IHHII BBBBI 2s46x HH")
+# nlmsghdr; inet_diag_req (family AF_UNSPEC, src_len, dst_len, ext, inet_diag_sockid as above, states, dbs);
+# the nlattr header of INET_DIAG_REQ_BYTECODE.
+_TCP_REQUEST_HEAD = struct.Struct("=IHHII BBBB 2s46x II HH")
 
 
 def port_filter_bytecode(port, equal_op=True):
@@ -230,9 +235,11 @@ def port_filter_bytecode(port, equal_op=True):
 
 
 class SockDiagReader:
-    """NETLINK_SOCK_DIAG dumps (SOCK_DIAG_BY_FAMILY, inet_diag_req_v2) for AF_INET and AF_INET6, with a bytecode
-    filter on the local port, so the kernel copies out only the port's entries however many TIME_WAITs the host
-    has. The kernel still walks its hash tables per dump, which sets the cost of a query."""
+    """NETLINK_SOCK_DIAG dumps with a bytecode filter on the local port, so the kernel copies out only the port's
+    entries however many TIME_WAITs the host has. The kernel still walks its hash tables per dump, which sets the
+    cost of a query: TCP is asked with one TCPDIAG_GETSOCK dump covering both families (one walk instead of two,
+    about half the cost), where the kernel takes it; UDP, and TCP elsewhere, with a SOCK_DIAG_BY_FAMILY dump per
+    family."""
 
     method = "sock_diag"
     sees_connected_udp = True
@@ -245,7 +252,12 @@ class SockDiagReader:
         self.equal_op = True  # S_EQ in the port filter; cleared if the kernel refuses it (port_filter_bytecode)
         self._sock = None
         self._open()
+        self.tcp_dumps = ((TCPDIAG_GETSOCK, socket.AF_UNSPEC),)
         try:
+            try:
+                self.states("tcp", 0)
+            except OSError:  # a kernel without the older request
+                self.tcp_dumps = PER_FAMILY_DUMPS
             self.states("udp", 0)  # proves the UDP dump works too (udp_diag may be a module that cannot load)
             self.sees_bound_tcp = self._probe_bound_tcp()
         except (OSError, WitnessError):
@@ -279,14 +291,14 @@ class SockDiagReader:
             self._sock.close()
             self._open()
         if proto == "tcp":
-            return self._dump(socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES, port)
-        return self._dump(socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES, port)
+            return self._dump(self.tcp_dumps, socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES, port)
+        return self._dump(PER_FAMILY_DUMPS, socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES, port)
 
-    def _dump(self, protocol, state_mask, names, port):
+    def _dump(self, dumps, protocol, state_mask, names, port):
         states = []
-        for family in (socket.AF_INET, socket.AF_INET6):
+        for kind, family in dumps:
             for _attempt in range(3):  # a dump the kernel marks interrupted (tables changed under it) is redone
-                found = self._request(family, protocol, state_mask, port, names)
+                found = self._request(kind, family, protocol, state_mask, port, names)
                 if found is not None:
                     break
             else:
@@ -294,27 +306,32 @@ class SockDiagReader:
             states.extend(found)
         return tuple(states)
 
-    def _request(self, family, protocol, state_mask, port, names):
+    def _request(self, kind, family, protocol, state_mask, port, names):
         """One dump's states, or None if the kernel flagged it interrupted."""
         self._seq = self._seq % 0xFFFFFFFF + 1
         bytecode = port_filter_bytecode(port, self.equal_op)
         # idiag_sport lets the listening, established and UDP walks skip other ports before running the bytecode
         # (a little cheaper with many sockets); the bound-socket walk filters with the bytecode alone.
-        head = _REQUEST_HEAD.pack(_REQUEST_HEAD.size + len(bytecode), SOCK_DIAG_BY_FAMILY,
-                                  NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0, family, protocol, 0, 0, state_mask,
-                                  struct.pack(">H", port), 4 + len(bytecode), INET_DIAG_REQ_BYTECODE)
+        sport, flags = struct.pack(">H", port), NLM_F_REQUEST | NLM_F_DUMP
+        if kind == TCPDIAG_GETSOCK:
+            head = _TCP_REQUEST_HEAD.pack(_TCP_REQUEST_HEAD.size + len(bytecode), kind, flags, self._seq, 0,
+                                          family, 0, 0, 0, sport, state_mask, 0, 4 + len(bytecode),
+                                          INET_DIAG_REQ_BYTECODE)
+        else:
+            head = _REQUEST_HEAD.pack(_REQUEST_HEAD.size + len(bytecode), kind, flags, self._seq, 0, family,
+                                      protocol, 0, 0, state_mask, sport, 4 + len(bytecode), INET_DIAG_REQ_BYTECODE)
         try:
             self._sock.send(head + bytecode)
-            return self._receive(port, names)
+            return self._receive(kind, port, names)
         except socket.timeout:
             raise WitnessError("sock_diag: no reply within {} s".format(NETLINK_TIMEOUT))
         except OSError as exc:
             if exc.errno == errno.EINVAL and self.equal_op:  # inet_diag_bc_audit: no INET_DIAG_BC_S_EQ here
                 self.equal_op = False
-                return self._request(family, protocol, state_mask, port, names)
+                return self._request(kind, family, protocol, state_mask, port, names)
             raise
 
-    def _receive(self, port, names):
+    def _receive(self, request_kind, port, names):
         buffer, states, interrupted = self._buffer, [], False
         while True:
             size = self._sock.recv_into(buffer)
@@ -330,7 +347,7 @@ class SockDiagReader:
                         if error < 0:
                             raise OSError(-error, "sock_diag: " + os.strerror(-error))
                         return None if interrupted else states
-                    if kind == SOCK_DIAG_BY_FAMILY and (buffer[offset + 20] << 8 | buffer[offset + 21]) == port:
+                    if kind == request_kind and (buffer[offset + 20] << 8 | buffer[offset + 21]) == port:
                         # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian)
                         states.append(_state_name(names, buffer[offset + 17], "sock_diag"))
                 offset += (length + 3) & ~3

@@ -99,7 +99,10 @@ def test_cases_are_witnessed_in_each_protocol_and_family(context, proto, family)
 @needs_root
 def test_other_user_prober_runs_unprivileged(context):
     _, context = context
-    pid = context.probers["other_user"].process.pid
+    prober = context.probers["other_user"]
+    # Once it answers, it has dropped to the other user: every second socket it makes is that user's.
+    assert prober.try_second({"proto": "tcp", "family": "inet", "addr": "loopback", "port": 0, "opts": []})["bind"] == "ok"
+    pid = prober.process.pid
     with open("/proc/{}/status".format(pid)) as status:
         uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
     assert uids[0] != "0" and len(set(uids)) == 1
