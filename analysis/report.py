@@ -81,7 +81,10 @@ def mismatches(judged):
 
 
 def markdown_table(frame, index=True):
-    return frame.to_markdown(index=index) if not frame.empty else "_(none)_"
+    """A pivot's row labels become ordinary columns (one per index level), so a reader sees no tuples."""
+    if frame.empty:
+        return "_(none)_"
+    return frame.reset_index().to_markdown(index=False) if index else frame.to_markdown(index=False)
 
 
 def write(judged, run_dir, manifest, out_dir):
