@@ -9,14 +9,18 @@ import json
 import os
 import platform
 import sys
+import time
 
 from invoke import Exit, task
 
 from collect.errors import UserError
 
-RESULTS = "results"
-ARCHIVE = "archive"
-EXPECTATIONS = "expectations"
+# Defaults live in the checkout, wherever invoke is started from; paths a user gives are taken as given.
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.relpath(os.path.join(HERE, "results"))
+ARCHIVE = os.path.join(HERE, "archive")
+EXPECTATIONS = os.path.join(HERE, "expectations")
+INVENTORY = os.path.relpath(os.path.join(HERE, "hosts.yaml"))
 
 
 def user_errors(body):
@@ -104,7 +108,7 @@ def measure(hosts, labs, where, out, parallel):
     "parallel": "hosts measured at once (default 8)",
 })
 @user_errors
-def run_all(c, hosts="hosts.yaml", lab=None, where=None, out=RESULTS, parallel=8):
+def run_all(c, hosts=INVENTORY, lab=None, where=None, out=RESULTS, parallel=8):
     """Measure every host of the inventory in parallel; store the run and its report under results/<run_id>/."""
     from collect import inventory
     labs = checked_labs(lab, where)
@@ -119,7 +123,7 @@ def run_all(c, hosts="hosts.yaml", lab=None, where=None, out=RESULTS, parallel=8
     "out": "where runs are stored (default results/)",
 })
 @user_errors
-def run(c, host, hosts="hosts.yaml", lab=None, where=None, out=RESULTS):
+def run(c, host, hosts=INVENTORY, lab=None, where=None, out=RESULTS):
     """Measure one host; the run is stored and reported like run-all's."""
     from collect import inventory
     labs = checked_labs(lab, where)
@@ -128,7 +132,7 @@ def run(c, host, hosts="hosts.yaml", lab=None, where=None, out=RESULTS):
 
 @task(help={"hosts": "the inventory file (default hosts.yaml)"})
 @user_errors
-def hosts(c, hosts="hosts.yaml"):
+def hosts(c, hosts=INVENTORY):
     """Reach every host and print its facts (OS, release, Python, admin, witness), or why it could not be reached."""
     from rich.table import Table
     from collect import inventory, transports
@@ -199,7 +203,6 @@ def bench(c, rounds=3):
     """Print speed figures: bind_matrix cells per second (other_process prober, witness included)."""
     from collect.inventory import Host
     from collect.transports import for_host
-    import time
     out = console()
     out.print("machine: " + machine_summary())
     arguments = ["--lab", "bind_matrix", "--where", "prober=other_process"]
@@ -222,4 +225,5 @@ def bench(c, rounds=3):
 @task(help={"args": "extra pytest arguments, e.g. -k witness"})
 def test(c, args=""):
     """Run the test suite (pytest)."""
-    c.run("{} -m pytest {}".format(sys.executable, args), pty=False)
+    with c.cd(HERE):
+        c.run("{} -m pytest {}".format(sys.executable, args), pty=False)

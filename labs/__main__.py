@@ -30,7 +30,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = args.lab or list(LABS)
     started = time.time()
-    host = hostfacts.collect(Witness(platform_family()).method)
+    with Witness(platform_family()) as witness:
+        host = hostfacts.collect(witness.method)
     try:
         where = parse_where(args.where)
         plans = [(name, importlib.import_module("labs." + name)) for name in names]

@@ -12,7 +12,7 @@ from labs.polling import poll
 from labs.prober import ProberDied, ProberProcess, SameProcess, unprivileged_user
 from labs.sockopts import Options, error_name
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
-from labs.witness import Witness
+from labs.witness import Witness, WitnessError
 
 PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober")
 
@@ -77,6 +77,7 @@ class Context:
     def close(self):
         for prober in self.probers.values():
             prober.close()
+        self.witness.close()
 
 
 class FirstSocketRefused(Exception):
@@ -237,7 +238,7 @@ def run_case(context, params):
         record["outcome"] = next((steps[step] for step in STEPS if steps.get(step, OK) != OK), OK)
     except FirstSocketRefused as exc:
         record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, ProberDied) as exc:
+    except (OSError, RuntimeError, ProberDied, WitnessError) as exc:
         record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
     finally:
         earlier.close()

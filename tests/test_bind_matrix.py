@@ -117,14 +117,16 @@ def test_probers_end_with_their_context():
 
 
 def agent_processes():
+    """Agents and probers started from this checkout (they run with it as their working directory)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/{}/cmdline".format(pid), "rb") as stream:
                 command = stream.read().split(b"\0")
+            cwd = os.readlink("/proc/{}/cwd".format(pid))
         except OSError:
             continue
-        if b"labs" in command or b"labs.prober" in command:
+        if (b"labs" in command or b"labs.prober" in command) and cwd == REPO:
             found.append(pid)
     return found
 
