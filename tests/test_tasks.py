@@ -109,3 +109,13 @@ def test_corrupt_results_file_is_one_line_and_exit_2(invoke, tmp_path):
 
 def test_no_run_yet_is_one_line_and_exit_2(invoke, tmp_path):
     one_line_error(invoke("check", "--run", str(tmp_path / "absent")), "not a run directory")
+
+
+def test_bad_expectation_file_is_one_line_and_exit_2(invoke, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lab: bind_matrix\nrules:\n  - when: {os_family: linux, colour: red}\n"
+                    "    expect: {bind: ok}\n    source: a made-up source for this test\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": "x", "hosts": {}}))
+    one_line_error(invoke("check", "--run", str(run_dir), "--expectations", str(path)), str(path) + ":3:", "colour")
