@@ -109,38 +109,37 @@ def parse_proc_net(text, port, proto="tcp"):
     return tuple(states)
 
 
+def _netstat_states(rows, port, proto, local, separator, state_names):
+    """States for local `port` in netstat rows that start at their protocol column: the local address is column
+    `local`, the foreign address the next one, then (TCP) the state word. Every netstat parser ends here."""
+    states = []
+    for row in rows:
+        if len(row) < local + 2 or _port_of(row[local], separator) != port:
+            continue
+        if proto == "udp":
+            states.append(_udp_state(row[local + 1]))
+        elif len(row) > local + 2:
+            states.append(_state_name(state_names, row[local + 2], "netstat"))
+    return tuple(states)
+
+
+def _rows_named(text, names):
+    """The split lines of `text` whose first field is one of `names`."""
+    return (fields for fields in map(str.split, text.splitlines()) if fields and fields[0] in names)
+
+
 def parse_netstat_linux(text, port, proto="tcp"):
     """States for local `port` in net-tools `netstat -an` output (Linux): "tcp 0 0 127.0.0.1:60000
     127.0.0.1:2364 FIN_WAIT2"; tcp6 rows write the address as ":::22" or "::1:631"."""
     _check_proto(proto)
-    names = (proto, proto + "6")
-    states = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 5 or fields[0] not in names or _port_of(fields[3], ":") != port:
-            continue
-        if proto == "udp":
-            states.append(_udp_state(fields[4]))
-        elif len(fields) > 5:
-            states.append(_state_name(NETSTAT_STATES, fields[5], "netstat"))
-    return tuple(states)
+    return _netstat_states(_rows_named(text, (proto, proto + "6")), port, proto, 3, ":", NETSTAT_STATES)
 
 
 def parse_netstat_windows(text, port, proto="tcp"):
     """States for local `port` in Windows `netstat -an` / `-ano` output: "TCP 0.0.0.0:60000 0.0.0.0:0 LISTENING
     [PID]", "UDP [::]:5353 *:* [PID]"; IPv6 rows bracket the address, link-local ones carry a %scope."""
     _check_proto(proto)
-    name = proto.upper()
-    states = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 3 or fields[0] != name or _port_of(fields[1], ":") != port:
-            continue
-        if proto == "udp":
-            states.append(_udp_state(fields[2]))
-        elif len(fields) > 3:
-            states.append(_state_name(NETSTAT_STATES, fields[3], "netstat"))
-    return tuple(states)
+    return _netstat_states(_rows_named(text, (proto.upper(),)), port, proto, 1, ":", NETSTAT_STATES)
 
 
 _BSD_PROTO_NAMES = {proto: frozenset((proto, proto + "4", proto + "6", proto + "46")) for proto in PROTOCOLS}
@@ -152,22 +151,13 @@ def parse_netstat_bsd(text, port, proto="tcp"):
     so -A (PCB address, flow hash) and -v (trailing columns) layouts parse too."""
     _check_proto(proto)
     names = _BSD_PROTO_NAMES[proto]
-    states = []
-    for line in text.splitlines():
-        fields = line.split()
-        for index, field in enumerate(fields[:3]):
-            if field in names:
-                break
-        else:
-            continue
-        row = fields[index:]
-        if len(row) < 5 or _port_of(row[3], ".") != port:
-            continue
-        if proto == "udp":
-            states.append(_udp_state(row[4]))
-        elif len(row) > 5:
-            states.append(_state_name(BSD_NETSTAT_STATES, row[5], "netstat"))
-    return tuple(states)
+
+    def rows():
+        for fields in map(str.split, text.splitlines()):
+            starts = [index for index, field in enumerate(fields[:3]) if field in names]
+            if starts:
+                yield fields[starts[0]:]
+    return _netstat_states(rows(), port, proto, 3, ".", BSD_NETSTAT_STATES)
 
 
 # Windows MIB rows after the DWORD entry count (tcpmib.h, udpmib.h): (row size, local port offset, state offset).
