@@ -64,14 +64,9 @@ def run_dir_or_latest(run, out):
 def judged_runs(run_dir, expectations, archive=True):
     """The run's results, with the archived published runs beside them, each row judged."""
     from analysis.expectations import judge, load_expectations
-    from analysis.results import load_runs
-    runs = [run_dir] + (archived_runs() if archive else [])
+    from analysis.results import load_runs, run_dirs
+    runs = [run_dir] + (run_dirs(ARCHIVE) if archive else [])
     return judge(load_runs(runs), load_expectations([expectations]))
-
-
-def archived_runs():
-    return sorted(os.path.join(ARCHIVE, name) for name in os.listdir(ARCHIVE)
-                  if os.path.exists(os.path.join(ARCHIVE, name, "manifest.json")))
 
 
 def write_report(run_dir, expectations=EXPECTATIONS):

@@ -98,9 +98,14 @@ def load_runs(run_dirs):
     return pd.concat([load_run(run_dir) for run_dir in run_dirs], ignore_index=True)
 
 
+def run_dirs(folder):
+    """The run directories under `folder`, oldest first (run ids sort by time)."""
+    return sorted(os.path.dirname(path) for path in glob.glob(os.path.join(folder, "*", "manifest.json")))
+
+
 def latest_run(out):
-    """The newest run directory under `out` (run ids sort by time)."""
-    runs = sorted(os.path.dirname(path) for path in glob.glob(os.path.join(out, "*", "manifest.json")))
+    """The newest run directory under `out`."""
+    runs = run_dirs(out)
     if not runs:
         raise UserError("no runs here: run `invoke run-all` first", path=out)
     return runs[-1]

@@ -13,7 +13,7 @@ import threading
 import collect
 from labs import LABS
 
-AGENT_HOME = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs")
+AGENT_SOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs")
 # Host statuses in the manifest; only "completed" means every planned case came back.
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
 
@@ -21,9 +21,9 @@ PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed
 def agent_version():
     """A hash of the agent's source files: the same agent gives the same hash on every controller."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(AGENT_HOME)):
+    for name in sorted(os.listdir(AGENT_SOURCES)):
         if name.endswith(".py"):
-            with open(os.path.join(AGENT_HOME, name), "rb") as stream:
+            with open(os.path.join(AGENT_SOURCES, name), "rb") as stream:
                 digest.update(name.encode() + b"\0" + stream.read() + b"\0")
     return digest.hexdigest()[:16]
 
