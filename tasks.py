@@ -76,13 +76,9 @@ def write_report(run_dir, expectations=EXPECTATIONS):
     return report.write(judged, run_dir, read_manifest(run_dir), os.path.join(run_dir, "report"))
 
 
-def measure(hosts, labs, where, out, parallel):
-    """Run, store, report; the exit status says whether every host completed."""
-    from collect.runner import run_hosts
-    from collect.store import RunStore
+def summarise(store):
+    """Report the run; print each host's status and the verdicts; exit 1 unless every host completed."""
     from rich.table import Table
-    store = RunStore(out, [host.name for host in hosts], labs)
-    run_hosts(hosts, labs, where, store, parallel=parallel)
     path, counts, wrong = write_report(store.path)
     table = Table("host", "status", "cases", "reason", title="run {}".format(store.run_id))
     for name, entry in store.manifest["hosts"].items():
@@ -92,56 +88,143 @@ def measure(hosts, labs, where, out, parallel):
     out.print("verdicts: " + ", ".join("{} {}".format(count, verdict) for verdict, count in counts.sum().items()))
     out.print("results: {}\nreport:  {}".format(os.path.join(store.path, "results.csv"), path))
     if not store.completed:
-        raise Exit("not every host completed: see {}".format(os.path.join(store.path, "manifest.json")), code=1)
+        raise Exit("not every host completed: see {}; `invoke run-all --resume {}` runs what is missing".format(
+            os.path.join(store.path, "manifest.json"), store.path), code=1)
 
 
-@task(iterable=["lab", "where"], help={
+def measure(store, jobs, inventory, parallel, accept_new):
+    from collect.runner import run_hosts
+    from collect.transports import for_host
+    run_hosts(jobs, store, lambda host: for_host(host, inventory.hosts, accept_new), parallel=int(parallel))
+    summarise(store)
+
+
+def resumed(run, out, inventory, lab, where):
+    """The store and jobs that complete an earlier run: its unfinished hosts, without the cases they gave."""
+    from collect.runner import resumed_job
+    from collect.store import RunStore
+    if lab or where:
+        raise UserError("a resumed run keeps its own labs and --where: leave them out", field="--resume")
+    store = RunStore.reopen(run if os.path.isdir(run) else os.path.join(out, run))
+    for name in store.unfinished:
+        if name not in inventory.hosts:
+            raise UserError("the run's host {!r} is not in this inventory".format(name), path=inventory.path)
+    return store, [resumed_job(inventory.hosts[name], store) for name in store.unfinished]
+
+
+MEASURE_HELP = {
     "hosts": "the inventory file (default hosts.yaml)",
     "lab": "a lab to run; repeat for several (default: every lab)",
     "where": "only cases with these values, e.g. --where state=LISTEN,TIME_WAIT; repeatable",
     "out": "where runs are stored (default results/)",
+    "accept-new": "record the SSH host keys of hosts never seen before (as ssh's StrictHostKeyChecking=accept-new)"
+                  "; a changed key is refused all the same",
+}
+
+
+@task(iterable=["lab", "where"], help=dict(MEASURE_HELP, **{
     "parallel": "hosts measured at once (default 8)",
-})
+    "resume": "a run (its directory, or its id under --out) to complete: only its unfinished hosts run, and only "
+              "the cases they have not given yet",
+}))
 @user_errors
-def run_all(c, hosts=INVENTORY, lab=None, where=None, out=RESULTS, parallel=8):
-    """Measure every host of the inventory in parallel; store the run and its report under results/<run_id>/."""
-    from collect import inventory
+def run_all(c, hosts=INVENTORY, lab=None, where=None, out=RESULTS, parallel=8, resume=None, accept_new=False):
+    """Measure every host of the inventory in parallel; store the run and its report under results/<run_id>/.
+
+    Exit status 0 only if every host completed; a host that failed keeps what it sent, and --resume RUN later
+    runs only what is missing."""
+    from collect import inventory as inventories
+    from collect.runner import new_job
+    from collect.store import RunStore
+    inventory = inventories.load(hosts)
+    if resume:
+        store, jobs = resumed(resume, out, inventory, lab, where)
+        if not jobs:
+            console().print("run {} is complete: nothing to resume".format(store.run_id))
+            return
+    else:
+        labs = checked_labs(lab, where)
+        chosen = inventory.select()
+        store = RunStore(out, [host.name for host in chosen], labs, where)
+        jobs = [new_job(host, labs, where) for host in chosen]
+    measure(store, jobs, inventory, parallel, accept_new)
+
+
+@task(iterable=["lab", "where"], help=dict(MEASURE_HELP, host="the host's (or group's) name in the inventory"))
+@user_errors
+def run(c, host, hosts=INVENTORY, lab=None, where=None, out=RESULTS, accept_new=False):
+    """Measure one host (or one group); the run is stored and reported like run-all's."""
+    from collect import inventory as inventories
+    from collect.runner import new_job
+    from collect.store import RunStore
+    inventory = inventories.load(hosts)
     labs = checked_labs(lab, where)
-    measure(inventory.load(hosts).select(), labs, where, out, parallel)
+    chosen = inventory.select([host])
+    store = RunStore(out, [entry.name for entry in chosen], labs, where)
+    measure(store, [new_job(entry, labs, where) for entry in chosen], inventory, 8, accept_new)
 
 
-@task(iterable=["lab", "where"], help={
-    "host": "the host's name in the inventory",
-    "hosts": "the inventory file (default hosts.yaml)",
-    "lab": "a lab to run; repeat for several (default: every lab)",
-    "where": "only cases with these values, e.g. --where proto=tcp; repeatable",
-    "out": "where runs are stored (default results/)",
-})
-@user_errors
-def run(c, host, hosts=INVENTORY, lab=None, where=None, out=RESULTS):
-    """Measure one host; the run is stored and reported like run-all's."""
-    from collect import inventory
-    labs = checked_labs(lab, where)
-    measure(inventory.load(hosts).select([host]), labs, where, out, 1)
-
-
-@task(help={"hosts": "the inventory file (default hosts.yaml)"})
-@user_errors
-def hosts(c, hosts=INVENTORY):
-    """Reach every host and print its facts (OS, release, Python, admin, witness), or why it could not be reached."""
-    from rich.table import Table
-    from collect import inventory, transports
+def host_facts(host, inventory, accept_new):
+    """The host's facts record, or the one-line reason it could not be reached."""
     from collect.errors import TransportError
+    from collect.transports import for_host
+    try:
+        with for_host(host, inventory.hosts, accept_new).run_agent({"facts": True}) as lines:
+            return json.loads(next(iter(lines), "{}")), ""
+    except TransportError as exc:
+        return None, str(exc)
+    except ValueError:
+        return None, "the agent's first line is not JSON"
+
+
+@task(help={"hosts": "the inventory file (default hosts.yaml)", "accept-new": MEASURE_HELP["accept-new"],
+            "parallel": "hosts reached at once (default 8)"})
+@user_errors
+def hosts(c, hosts=INVENTORY, accept_new=False, parallel=8):
+    """Reach every host in parallel and print its facts (OS, release, Python, admin, witness), or why not.
+
+    Exit status 1 if a host could not be reached."""
+    from concurrent.futures import ThreadPoolExecutor
+    from rich.table import Table
+    from collect import inventory as inventories
+    inventory = inventories.load(hosts)
+    chosen = inventory.select()
+    with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
+        answers = list(pool.map(lambda host: host_facts(host, inventory, accept_new), chosen))
     table = Table("host", "OS", "release", "Python", "admin", "witness", "problem")
-    for host in inventory.load(hosts).select():
-        try:
-            with transports.for_host(host).run_agent(["--facts"]) as lines:
-                facts = json.loads(next(iter(lines), "{}"))
-            table.add_row(host.name, facts["os_family"], facts["os_release"], facts["python"],
-                          "yes" if facts["admin"] else "no", facts["witness"], "")
-        except (TransportError, ValueError, KeyError) as exc:
-            table.add_row(host.name, "", "", "", "", "", str(exc) or type(exc).__name__)
+    for host, (facts, problem) in zip(chosen, answers):
+        if facts is None:
+            table.add_row(host.name, "", "", "", "", "", problem)
+        else:
+            table.add_row(host.name, facts.get("os_family", ""), facts.get("os_release", ""),
+                          facts.get("python", ""), "yes" if facts.get("admin") else "no", facts.get("witness", ""),
+                          "")
     console().print(table)
+    if any(facts is None for facts, _ in answers):
+        raise Exit(code=1)
+
+
+@task(name="import", help={"file": "the agent's output, captured on the host (python3 socklab-agent.pyz > FILE)",
+                           "host": "the name to store it under",
+                           "run": "add it to this run (directory or id under --out) instead of a new run",
+                           "out": "where runs are stored (default results/)"})
+@user_errors
+def import_output(c, file, host, run=None, out=RESULTS):
+    """Store agent output captured by hand on a host that SSH cannot reach, as a run (or one more host of --run).
+
+    On the host: copy the agent there (`invoke agent` writes it) and run `python3 socklab-agent.pyz > FILE`."""
+    from collect.inventory import Host, check_host_name
+    from collect.runner import Job, run_hosts
+    from collect.store import RunStore
+    from collect.transports.captured import CapturedTransport
+    check_host_name(host, field="--host")
+    if run:
+        store = RunStore.reopen(run if os.path.isdir(run) else os.path.join(out, run))
+        store.add_host(host)
+    else:
+        store = RunStore(out, [host], [])
+    run_hosts([Job(Host(host), {})], store, lambda _: CapturedTransport(file))
+    summarise(store)
 
 
 @task(help={"run": "a run directory (default: the newest under results/)",
@@ -215,6 +298,18 @@ def bench(c, rounds=3):
         seconds = time.perf_counter() - started
         out.print("bind_matrix other_process, round {}: {} cells in {:.2f} s = {:.0f} cells/s (witness: {}; "
                   "target >= 1000)".format(number, cases, seconds, cases / seconds, witness))
+
+
+@task(help={"out": "the file to write (default socklab-agent.pyz)"})
+def agent(c, out="socklab-agent.pyz"):
+    """Write the agent as one file, for a host SSH cannot reach: there, `python3 socklab-agent.pyz > FILE`.
+
+    Bring FILE back and store it with `invoke import FILE --host NAME`."""
+    from collect.agent import build
+    name, data, sha256 = build()
+    with open(out, "wb") as stream:
+        stream.write(data)
+    console().print("{}: {} ({} bytes, sha256 {})".format(out, name, len(data), sha256))
 
 
 @task(help={"args": "extra pytest arguments, e.g. -k witness"})

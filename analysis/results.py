@@ -46,7 +46,8 @@ def read_manifest(run_dir):
 
 
 def read_host_log(path):
-    """(host facts, case records) of one <host>.jsonl."""
+    """(host facts, case records) of one <host>.jsonl; each case carries the OS columns of the host record
+    before it (a resumed run appends a new host record before its cases)."""
     facts, cases = {}, []
     with open(path, encoding="utf-8") as stream:
         lines = stream.readlines()
@@ -66,7 +67,7 @@ def read_host_log(path):
             for field in CASE_FIELDS:
                 if not isinstance(record.get(field), str):
                     raise UserError("case record without {}".format(field), path=path, line=number, field=field)
-            cases.append(record)
+            cases.append(dict(record, **{column: facts.get(column, "") for column in HOST_COLUMNS}))
         elif kind not in ("plan", "end"):
             raise UserError("unknown record kind {!r}".format(kind), path=path, line=number, field="record")
     return facts, cases
@@ -80,13 +81,11 @@ def load_run(run_dir):
         path = os.path.join(run_dir, host + ".jsonl")
         if not os.path.exists(path):
             continue  # the host never answered: the manifest says why
-        facts, cases = read_host_log(path)
+        _, cases = read_host_log(path)
         frame = pd.DataFrame.from_records(cases)
         if frame.empty:
             continue
         frame["run_id"], frame["host"] = manifest["run_id"], host
-        for column in HOST_COLUMNS:
-            frame[column] = facts.get(column, "")
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     table = table.reindex(columns=COLUMNS)

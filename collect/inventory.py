@@ -1,7 +1,11 @@
 """The inventory (hosts.yaml): which hosts a run measures and how to reach them.
 
+    defaults: {settings every host gets}
+    hosts:    {name: {settings}}                  a host's own settings win
+    groups:   {name: [hosts]} or {name: {hosts: [hosts], settings}}   a group's settings go to its members
+
 Validated on load: every mistake is a UserError naming the file, the line and the field. Secrets are never in it:
-a key is named by its path, an ssh-agent or ~/.ssh/config does the rest.
+a key is named by its path or by an environment variable (key_env), or an ssh-agent or ~/.ssh/config provides it.
 """
 import re
 from dataclasses import dataclass, field
@@ -31,6 +35,10 @@ def _seconds(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
+def _variable(value):
+    return isinstance(value, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) is not None
+
+
 def _labs(value):
     return isinstance(value, list) and value and all(name in LABS for name in value)
 
@@ -42,13 +50,18 @@ SETTINGS = {
     "port": (_port, "a port number, 1-65535"),
     "user": (_text, "a user name"),
     "key": (_text, "the path of a private key file"),
+    "key_env": (_variable, "the name of an environment variable holding a private key or its path"),
+    "known_hosts": (_text, "the path of a known_hosts file (default: ~/.ssh/known_hosts)"),
+    "jump": (_text, "a jump host: an inventory host's name or [user@]host[:port]"),
     "python": (_text, "the Python command on the host, e.g. python3.11"),
     "shell": (lambda value: value in SHELLS, "one of " + ", ".join(SHELLS)),
     "os": (_text, "an OS hint, e.g. linux, freebsd, windows"),
     "labs": (_labs, "a list of lab names among " + ", ".join(LABS)),
     "connect_timeout": (_seconds, "a number of seconds > 0"),
+    "idle_timeout": (_seconds, "a number of seconds > 0"),
     "run_timeout": (_seconds, "a number of seconds > 0"),
 }
+SECTIONS = ("defaults", "hosts", "groups")
 
 
 @dataclass
@@ -89,51 +102,107 @@ def _mapping(value, path, line, what):
     return value
 
 
-def _check_name(name, path, line, what):
+def _check_name(name, path, line, what, field=None):
     if not isinstance(name, str) or not NAME.match(name):
         raise UserError("{} name {!r}: use letters, digits, '.', '_' or '-' (at most 64)".format(what, name),
-                        path=path, line=line)
+                        path=path, line=line, field=field)
+
+
+def check_host_name(name, field):
+    """A host name given on the command line, as hosts.yaml's are checked."""
+    _check_name(name, None, None, "host", field)
+
+
+def _settings(settings, path, prefix):
+    """Each key known and each value valid, else a UserError at its line."""
+    for key, value in settings.items():
+        where = dict(path=path, line=settings.lines[key], field="{}.{}".format(prefix, key))
+        if key in FORBIDDEN:
+            raise UserError(FORBIDDEN[key], **where)
+        if key not in SETTINGS:
+            raise UserError("unknown setting (settings: {})".format(", ".join(SETTINGS)), **where)
+        valid, wanted = SETTINGS[key]
+        if not valid(value):
+            raise UserError("{!r} is not {}".format(value, wanted), **where)
+    return dict(settings)
+
+
+def _groups(document, path, hosts):
+    """{group: (members, settings)}; a group is a list of hosts or a mapping with hosts: and settings."""
+    entries = _mapping(document.get("groups") or {}, path, document.lines.get("groups"), "groups")
+    groups = {}
+    for name, entry in entries.items():
+        line, field = entries.lines[name], "groups." + name
+        _check_name(name, path, line, "group")
+        if name in hosts:
+            raise UserError("a group may not share a host's name", path=path, line=line, field=field)
+        settings = {}
+        if isinstance(entry, dict):
+            members = entry.get("hosts")
+            line = entry.lines.get("hosts", entry.line)
+            settings = _settings(entry.without("hosts"), path, field)
+            field += ".hosts"
+        else:
+            members = entry
+        if not isinstance(members, list):
+            raise UserError("a group is a list of host names, or a mapping with hosts: and settings", path=path,
+                            line=line, field=field)
+        for index, member in enumerate(members):
+            if member not in hosts:
+                raise UserError("no host {!r} in hosts:".format(member), path=path, line=members.lines[index],
+                                field=field)
+        groups[name] = (list(members), settings)
+    return groups
+
+
+def _merged(name, own, defaults, groups, path, line):
+    """defaults, then the settings of the host's groups (which must agree), then the host's own."""
+    from_groups, source = {}, {}
+    for group, (members, settings) in groups.items():
+        if name not in members:
+            continue
+        for key, value in settings.items():
+            if key in from_groups and from_groups[key] != value and key not in own:
+                raise UserError("groups {} and {} give it different values; set it on the host".format(
+                    source[key], group), path=path, line=line, field="hosts.{}.{}".format(name, key))
+            from_groups[key], source[key] = value, group
+    return dict(defaults, **from_groups, **own)
+
+
+def _check_jumps(hosts, path, lines):
+    """A jump host named in the inventory must not lead back to where it started."""
+    for name, host in hosts.items():
+        seen, current = [name], host.settings.get("jump")
+        while current in hosts:
+            if current in seen:
+                raise UserError("jump hosts go round in a circle: {}".format(" -> ".join(seen + [current])),
+                                path=path, line=lines[name], field="hosts.{}.jump".format(name))
+            seen.append(current)
+            current = hosts[current].settings.get("jump")
 
 
 def load(path=DEFAULT_PATH):
     document = yamlfile.load(path)
     document = _mapping(document, path, getattr(document, "line", None), "the inventory")
     for key in document:
-        if key not in ("hosts", "groups"):
-            raise UserError("unknown section (sections: hosts, groups)", path=path, line=document.lines[key],
-                            field=key)
+        if key not in SECTIONS:
+            raise UserError("unknown section (sections: {})".format(", ".join(SECTIONS)), path=path,
+                            line=document.lines[key], field=key)
     if "hosts" not in document:
         raise UserError("no hosts: section", path=path, line=1)
     entries = _mapping(document["hosts"], path, document.lines["hosts"], "hosts")
     if not entries:
         raise UserError("hosts: is empty", path=path, line=document.lines["hosts"])
-    hosts = {}
+    defaults = _settings(_mapping(document.get("defaults") or yamlfile.LineDict(), path,
+                                  document.lines.get("defaults"), "defaults"), path, "defaults")
+    own = {}
     for name, settings in entries.items():
-        line = entries.lines[name]
-        _check_name(name, path, line, "host")
-        settings = _mapping(settings if settings is not None else {}, path, line, "host " + name)
-        for key, value in settings.items():
-            where = dict(path=path, line=settings.lines[key], field="hosts.{}.{}".format(name, key))
-            if key in FORBIDDEN:
-                raise UserError(FORBIDDEN[key], **where)
-            if key not in SETTINGS:
-                raise UserError("unknown setting (settings: {})".format(", ".join(SETTINGS)), **where)
-            valid, wanted = SETTINGS[key]
-            if not valid(value):
-                raise UserError("{!r} is not {}".format(value, wanted), **where)
-        hosts[name] = Host(name, dict(settings))
-    groups = {}
-    group_entries = _mapping(document.get("groups") or {}, path, document.lines.get("groups"), "groups")
-    for name, members in group_entries.items():
-        line = group_entries.lines[name]
-        _check_name(name, path, line, "group")
-        if name in hosts:
-            raise UserError("a group may not share a host's name", path=path, line=line, field="groups." + name)
-        if not isinstance(members, list):
-            raise UserError("a group is a list of host names", path=path, line=line, field="groups." + name)
-        for index, member in enumerate(members):
-            if member not in hosts:
-                raise UserError("no host {!r} in hosts:".format(member), path=path, line=members.lines[index],
-                                field="groups." + name)
-        groups[name] = list(members)
-    return Inventory(path, hosts, groups)
+        _check_name(name, path, entries.lines[name], "host")
+        settings = _mapping(settings if settings is not None else yamlfile.LineDict(), path, entries.lines[name],
+                            "host " + name)
+        own[name] = _settings(settings, path, "hosts." + name)
+    groups = _groups(document, path, own)
+    hosts = {name: Host(name, _merged(name, settings, defaults, groups, path, entries.lines[name]))
+             for name, settings in own.items()}
+    _check_jumps(hosts, path, entries.lines)
+    return Inventory(path, hosts, {name: members for name, (members, _) in groups.items()})

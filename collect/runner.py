@@ -6,23 +6,49 @@ go to the manifest and whatever it sent before the fault stays in its <host>.jso
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from analysis.results import HOST_COLUMNS
 from collect import store as results_store
-from collect import transports
 from collect.errors import TransportError
 
 
-def agent_arguments(labs, where):
-    return [word for lab in labs for word in ("--lab", lab)] + [word for w in where for word in ("--where", w)]
+@dataclass
+class Job:
+    """One host's part of a run: the request for its agent (labs/session.py) and, when a run is resumed, the
+    facts the host had then (it must still be the same system) and how many cases it already gave."""
+    host: object
+    request: dict
+    facts: dict = None
+    cases: int = 0
 
 
 def host_labs(host, labs):
     """The labs asked for, less those the host's `labs:` setting leaves out."""
     allowed = host.settings.get("labs")
     return [lab for lab in labs if allowed is None or lab in allowed]
+
+
+def new_job(host, labs, where):
+    return Job(host, {"labs": host_labs(host, labs), "where": list(where)})
+
+
+def resumed_job(host, store):
+    """The host's part of a resumed run: only the cases its log does not hold yet."""
+    facts, done = store.received(host.name)
+    manifest = store.manifest
+    request = {"labs": host_labs(host, manifest["labs"]), "where": manifest["where"], "skip": done}
+    return Job(host, request, facts or None, sum(len(ids) for ids in done.values()))
+
+
+def check_same_host(job, facts):
+    changed = [column for column in HOST_COLUMNS if job.facts and job.facts.get(column) != facts.get(column)]
+    if changed:
+        raise TransportError("the host changed since this run ({}: {!r} then, {!r} now): start a new run".format(
+            changed[0], job.facts.get(changed[0]), facts.get(changed[0])))
 
 
 class Display:
@@ -47,14 +73,16 @@ class Display:
             self.console.print("{}: {}".format(host, text), highlight=False)
 
 
-def run_host(host, labs, where, store, display, stop):
+def run_host(job, transport, store, display, stop):
     """Run the agent on one host to its end record; the manifest gets completed or failed and why."""
-    log = store.host_log(host.name)
-    store.update_host(host.name, status=results_store.RUNNING, started=results_store.now())
-    display.state(host.name, "running")
-    cases, ended = 0, False
+    name = job.host.name
+    log = store.host_log(name)
+    store.update_host(name, status=results_store.RUNNING, reason="", started=results_store.now())
+    display.state(name, "connecting")
+    cases, ended = job.cases, False
     try:
-        with transports.for_host(host).run_agent(agent_arguments(host_labs(host, labs), where)) as lines:
+        with transport.run_agent(job.request) as lines:
+            display.state(name, "running")
             for number, line in enumerate(lines, 1):
                 if stop.is_set():
                     raise TransportError("interrupted")
@@ -64,38 +92,46 @@ def run_host(host, labs, where, store, display, stop):
                 except (ValueError, TypeError, KeyError):
                     raise TransportError("agent output line {} is not a socklab record: {!r}".format(
                         number, line[:80])) from None
+                if kind == "host":
+                    check_same_host(job, record)
                 log.write(line)
                 if kind == "plan":
-                    display.plan(host.name, record["cases"])
+                    display.plan(name, record["cases"])
                 elif kind == "case":
                     cases += 1
-                    display.advance(host.name)
+                    display.advance(name)
                 elif kind == "end":
                     ended = True
         if not ended:
             raise TransportError("agent output ended before its end record")
-        store.update_host(host.name, status=results_store.COMPLETED, cases=cases, ended=results_store.now())
-        display.state(host.name, "completed")
+        store.update_host(name, status=results_store.COMPLETED, cases=cases, ended=results_store.now())
+        display.state(name, "completed")
     except TransportError as exc:
-        store.update_host(host.name, status=results_store.FAILED, reason=str(exc), cases=cases,
-                          ended=results_store.now())
-        display.state(host.name, "failed: " + str(exc))
+        reason = "interrupted" if stop.is_set() else str(exc)
+        store.update_host(name, status=results_store.FAILED, reason=reason, cases=cases, ended=results_store.now())
+        display.state(name, "failed: " + reason)
     finally:
         log.close()
 
 
-def run_hosts(hosts, labs, where, store, parallel=8, console=None):
-    """Every host at once, at most `parallel` at a time; returns when all have ended. Ctrl-C ends them all."""
+def run_hosts(jobs, store, transport_for, parallel=8, console=None):
+    """Every job at once, at most `parallel` at a time; returns when all have ended. Ctrl-C ends them all.
+    `transport_for(host)` gives each host's transport."""
     console = console or Console(stderr=True)
-    display, stop = Display(hosts, console), threading.Event()
+    display, stop = Display([job.host for job in jobs], console), threading.Event()
+    transports = [transport_for(job.host) for job in jobs]
     try:
         with display.progress, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = [pool.submit(run_host, host, labs, where, store, display, stop) for host in hosts]
+            futures = [pool.submit(run_host, job, transport, store, display, stop)
+                       for job, transport in zip(jobs, transports)]
             try:
                 for future in futures:
                     future.result()
             except KeyboardInterrupt:
                 stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)  # hosts not started stay pending, for --resume
+                for transport in transports:
+                    transport.cancel()
                 raise
     finally:
         store.finish()  # what arrived before an interrupt is a result too

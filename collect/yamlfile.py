@@ -12,6 +12,12 @@ class LineDict(dict):
     line = None
     lines = None
 
+    def without(self, key):
+        """A copy lacking `key`, the lines of the rest kept."""
+        copy = LineDict((name, value) for name, value in self.items() if name != key)
+        copy.line, copy.lines = self.line, self.lines
+        return copy
+
 
 class LineList(list):
     line = None

@@ -1,8 +1,9 @@
-"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]...
+"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--facts] | --serve
 
 Prints JSON lines: {"record": "host", facts...}; per lab {"record": "plan", "lab", "cases"} then one
 {"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. Exit status 2 for
-a bad argument (message on stderr), 0 otherwise: a failing case is a result, not a failure of the agent.
+a bad argument or request (message on stderr), 3 when a controller went away (--serve), 0 otherwise: a failing
+case is a result, not a failure of the agent.
 """
 import argparse
 import importlib
@@ -12,6 +13,7 @@ import time
 
 from labs import LABS, hostfacts
 from labs.selection import parse_where, selected
+from labs.session import Session, read_request
 from labs.sockopts import platform_family
 from labs.witness import Witness
 
@@ -21,25 +23,26 @@ def emit(record):
     sys.stdout.flush()  # the controller stores each line as it arrives: nothing waits in a buffer
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m labs", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--lab", action="append", choices=LABS, help="a lab to run (default: all)")
-    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
-                        help="run only the cases with one of these values in this parameter column")
-    parser.add_argument("--facts", action="store_true", help="print the host record only")
-    args = parser.parse_args(argv)
-    names = args.lab or list(LABS)
-    started = time.time()
+def plan(names, where, skip):
+    """[(name, module, [params...])] for the labs asked for, less the cases in `skip` ({lab: [case_id]})."""
+    host = None
     with Witness(platform_family()) as witness:
         host = hostfacts.collect(witness.method)
-    try:
-        where = parse_where(args.where)
-        plans = [(name, importlib.import_module("labs." + name)) for name in names]
-        plans = [(name, lab, selected(lab, host, where)) for name, lab in plans]
-    except ValueError as exc:
-        parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
+    plans = []
+    for name in names:
+        if name not in LABS:
+            raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
+        lab = importlib.import_module("labs." + name)
+        done = set(skip.get(name, ()))
+        plans.append((name, lab, [params for params in selected(lab, host, where)
+                                  if lab.case_id(params) not in done]))
+    return host, plans
+
+
+def run(host, plans, facts_only):
+    started = time.time()
     emit(dict(record="host", **host))
-    if args.facts:
+    if facts_only:
         return
     count = 0
     for name, lab, chosen in plans:
@@ -53,6 +56,33 @@ def main(argv=None):
         finally:
             context.close()
     emit({"record": "end", "cases": count, "seconds": round(time.time() - started, 3)})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m labs", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--lab", action="append", choices=LABS, help="a lab to run (default: all)")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
+                        help="run only the cases with one of these values in this parameter column")
+    parser.add_argument("--facts", action="store_true", help="print the host record only")
+    parser.add_argument("--serve", action="store_true",
+                        help="take the request from a controller on stdin (see labs/session.py)")
+    args = parser.parse_args(argv)
+    session = None
+    try:
+        try:
+            if args.serve:
+                request = read_request(sys.stdin)
+                session = Session(request, sys.stdin)
+            else:
+                request = {"labs": args.lab, "where": args.where, "facts": args.facts}
+            host, plans = plan(request.get("labs") or list(LABS), parse_where(request.get("where") or []),
+                               request.get("skip") or {})
+        except ValueError as exc:
+            parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
+        run(host, plans, bool(request.get("facts")))
+    finally:
+        if session is not None:
+            session.close()
 
 
 if __name__ == "__main__":

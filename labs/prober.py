@@ -18,6 +18,8 @@ from labs.sockopts import Options, error_name, platform_family
 from labs.vocabulary import OK
 
 UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
+# Prober processes still running: the session (labs/session.py) ends them if the controller goes away.
+LIVE = set()
 
 
 def try_second(options, request):
@@ -63,9 +65,13 @@ class ProberProcess:
     """A long-lived prober process; it exits by itself when the agent closes its stdin or dies."""
 
     def __init__(self, user=None):
+        # labs/ is a folder or sits inside the agent's zip file; either way its parent is what the child imports from
         agent_home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(filter(None, [agent_home, os.environ.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "labs.prober"] + (["--user", user] if user else [])
-        self.process = subprocess.Popen(command, cwd=agent_home, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        LIVE.add(self)
 
     def try_second(self, request):
         try:
@@ -79,6 +85,7 @@ class ProberProcess:
         return json.loads(answer)
 
     def close(self):
+        LIVE.discard(self)
         self.process.stdin.close()
         try:
             self.process.wait(timeout=10)
@@ -86,6 +93,12 @@ class ProberProcess:
             self.process.kill()
             self.process.wait()
         self.process.stdout.close()
+
+
+def kill_all():
+    """End every prober process at once (the agent is about to exit without closing its labs)."""
+    for prober in list(LIVE):
+        prober.process.kill()
 
 
 def unprivileged_user():

@@ -51,7 +51,7 @@ def test_run_all_on_the_default_inventory_stores_results_and_report(invoke, tmp_
 def test_an_interrupted_run_keeps_what_arrived(tmp_path):
     """Ctrl-C in the middle: the cases received stay in <host>.jsonl and results.csv, the manifest says why."""
     import threading
-    from collect import inventory, runner
+    from collect import inventory, runner, transports
     from collect.store import RunStore
     from rich.console import Console
     hosts = inventory.load("hosts.yaml").select()
@@ -74,7 +74,8 @@ def test_an_interrupted_run_keeps_what_arrived(tmp_path):
     stop = threading.Event()
     store.host_log = interrupting_log
     display = runner.Display(hosts, Console(file=open(os.devnull, "w")))
-    runner.run_host(hosts[0], ["bind_matrix"], [], store, display, stop)
+    job = runner.new_job(hosts[0], ["bind_matrix"], [])
+    runner.run_host(job, transports.for_host(hosts[0]), store, display, stop)
     store.finish()
     entry = store.manifest["hosts"]["local"]
     assert entry["status"] == "failed" and entry["reason"] == "interrupted"

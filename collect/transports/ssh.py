@@ -1,0 +1,279 @@
+"""The SSH transport: a lab host reached with Fabric (Invoke + paramiko), honouring ~/.ssh/config.
+
+A run: connect, checking the host key against known_hosts (unknown keys refused unless the user accepts new
+ones, changed keys always refused) -> find the host's Python and the agent's private folder (labs/bootstrap.py
+fed to it on stdin) -> push the agent's zip if the host lacks this version -> run it with --serve, the request
+and then heartbeats on its stdin, its stdout streamed back line by line. Closing the channel, whatever ended the
+run, ends the agent on the host (its watchdog), which removes its work folder.
+"""
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import socket
+import threading
+import time
+from collections import deque
+
+import paramiko
+from fabric import Config, Connection
+
+from collect import agent, shells
+from collect.errors import TransportError
+from collect.transports.protocol import WATCHDOG_SECONDS, Heartbeat, request_line
+
+DEFAULTS = {"connect_timeout": 10, "idle_timeout": 120, "run_timeout": None}
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+KNOWN_HOSTS_LOCK = threading.Lock()  # hosts run in threads; two may record a new key at once
+
+
+def fingerprint(key):
+    """OpenSSH's SHA256:... form, so the user can compare it with `ssh-keygen -lf`."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return "{} SHA256:{}".format(key.get_name(), digest)
+
+
+class UnknownHostKey(paramiko.SSHException):
+    pass
+
+
+class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's StrictHostKeyChecking=yes."""
+
+    def __init__(self, known_hosts):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey("unknown host key for {} ({}), not in {}: check the fingerprint, then run again with "
+                             "--accept-new to record it".format(hostname, fingerprint(key), self.known_hosts))
+
+
+class AcceptNew(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's StrictHostKeyChecking=accept-new: a host never seen is recorded; a changed key is still refused
+    (paramiko raises BadHostKeyException before asking a policy)."""
+
+    def __init__(self, known_hosts):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
+        with KNOWN_HOSTS_LOCK:
+            os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
+            with open(self.known_hosts, "a", encoding="utf-8") as stream:
+                stream.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def key_from_environment(name):
+    """A private key from the environment variable `name`: its text (as CI secrets give it) or a file's path."""
+    value = os.environ.get(name)
+    if not value:
+        raise TransportError("key_env: environment variable {} is not set".format(name))
+    if "PRIVATE KEY-----" not in value:
+        return {"key_filename": [os.path.expanduser(value)]}
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return {"pkey": kind.from_private_key(io.StringIO(value))}
+        except paramiko.SSHException:
+            continue
+    raise TransportError("key_env: {} holds no private key paramiko can read (without a passphrase)".format(name))
+
+
+def sftp_path(path):
+    """Win32-OpenSSH's SFTP server names C:\\x\\y as /C:/x/y; POSIX paths are used as they are."""
+    if re.match(r"^[A-Za-z]:[\\/]", path):
+        return "/" + path.replace("\\", "/")
+    return path
+
+
+def last_line(text):
+    return (text.strip().splitlines() or ["no message"])[-1]
+
+
+class SshTransport:
+    def __init__(self, host, inventory_hosts=None, accept_new=False):
+        self.host = host
+        self.settings = dict(DEFAULTS, **host.settings)
+        self.inventory_hosts = inventory_hosts or {}
+        self.accept_new = accept_new
+        self.shell = shells.for_name(self.settings.get("shell") or
+                                     ("cmd" if self.settings.get("os") == "windows" else "sh"))
+        self.open_connection = None
+
+    def cancel(self):
+        """From another thread: drop the connection now (Ctrl-C); the agent's watchdog ends it on the host."""
+        if self.open_connection is not None:
+            self.open_connection.close()
+
+    # -- connecting -------------------------------------------------------------------------------------------
+
+    def connection(self, settings=None):
+        """A Fabric Connection for these settings (a jump host is a Connection too), host keys checked."""
+        settings = settings or self.settings
+        connect_kwargs = {"banner_timeout": settings.get("connect_timeout", DEFAULTS["connect_timeout"]),
+                          "auth_timeout": settings.get("connect_timeout", DEFAULTS["connect_timeout"])}
+        if settings.get("key"):
+            connect_kwargs["key_filename"] = [os.path.expanduser(settings["key"])]
+        if settings.get("key_env"):
+            connect_kwargs.update(key_from_environment(settings["key_env"]))
+        connection = Connection(settings.get("address") or settings["name"], user=settings.get("user"),
+                                port=settings.get("port"), gateway=self.gateway(settings.get("jump")),
+                                connect_timeout=settings.get("connect_timeout", DEFAULTS["connect_timeout"]),
+                                connect_kwargs=connect_kwargs, config=Config())
+        self.check_host_keys(connection, settings.get("known_hosts"))
+        return connection
+
+    def gateway(self, jump):
+        """The jump host: an inventory host's name, or [user@]host[:port]; None lets ~/.ssh/config decide."""
+        if not jump:
+            return None
+        if jump in self.inventory_hosts:
+            return self.connection(dict(self.inventory_hosts[jump].settings, name=jump))
+        user, _, rest = jump.rpartition("@")
+        address, _, port = rest.partition(":")
+        return self.connection({"name": address, "user": user or None, "port": int(port) if port else None})
+
+    def check_host_keys(self, connection, known_hosts):
+        """Fabric accepts any host key by default; socklab does what OpenSSH does, for each hop."""
+        while isinstance(connection, Connection):
+            path = os.path.expanduser(known_hosts or (connection.ssh_config.get("userknownhostsfile") or
+                                                      "~/.ssh/known_hosts").split()[0])
+            for readable in ([path] if known_hosts else [SYSTEM_KNOWN_HOSTS, path]):
+                if os.path.exists(readable):
+                    connection.client.load_system_host_keys(readable)
+            connection.client.set_missing_host_key_policy((AcceptNew if self.accept_new else RefuseUnknown)(path))
+            connection = connection.gateway  # a ProxyJump from ~/.ssh/config gets the same checks
+
+    @contextlib.contextmanager
+    def connected(self):
+        connection = self.connection(dict(self.settings, name=self.host.name))
+        target = "{}@{}:{}".format(connection.user, connection.host, connection.port)
+        try:
+            connection.open()
+        except UnknownHostKey as exc:
+            raise TransportError(str(exc)) from None
+        except paramiko.BadHostKeyException as exc:
+            raise TransportError("host key for {} has CHANGED ({}, expected {}): refused. If the host was "
+                                 "reinstalled, remove its old key from known_hosts".format(
+                                     exc.hostname, fingerprint(exc.key), fingerprint(exc.expected_key))) from None
+        except paramiko.AuthenticationException as exc:
+            raise TransportError("authentication refused for {}: {}".format(target, exc)) from None
+        except (socket.timeout, TimeoutError):
+            raise TransportError("cannot connect to {}: timed out after {} s".format(
+                target, self.settings["connect_timeout"])) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TransportError("cannot connect to {}: {}".format(target, exc or type(exc).__name__)) from None
+        self.open_connection = connection
+        try:
+            yield connection
+        finally:
+            self.open_connection = None
+            connection.close()
+
+    # -- installing the agent ---------------------------------------------------------------------------------
+
+    def bootstrap_commands(self, arguments):
+        if self.settings.get("python"):
+            return [self.shell.command(shlex.split(self.settings["python"]) + arguments)]
+        found = self.shell.first_python(arguments)
+        if found:
+            return [found]
+        return [self.shell.command(list(candidate) + arguments) for candidate in self.shell.python_candidates]
+
+    def install(self, connection):
+        """Run labs/bootstrap.py with the host's Python; push the agent if missing. Returns what it printed."""
+        name, data, sha256 = agent.build()
+        problem = "no command to try"
+        for command in self.bootstrap_commands(["-", name, sha256]):
+            try:
+                result = connection.run(command, in_stream=io.StringIO(agent.bootstrap_script()), hide=True,
+                                        warn=True, timeout=self.settings["idle_timeout"])
+            except Exception as exc:  # invoke's CommandTimedOut, paramiko and socket errors alike
+                raise TransportError("preparing the host failed: {}".format(exc or type(exc).__name__)) from None
+            if result.ok:
+                try:
+                    found = json.loads(last_line(result.stdout))
+                    break
+                except ValueError:
+                    problem = "unexpected output: {!r}".format(last_line(result.stdout)[:80])
+            else:
+                problem = last_line(result.stderr or result.stdout)
+        else:
+            raise TransportError("no usable Python 3.8+ on the host ({}); set python: in the inventory".format(
+                problem))
+        if not found["present"]:
+            try:
+                connection.put(io.BytesIO(data), remote=sftp_path(found["agent"]), preserve_mode=False)
+            except (OSError, paramiko.SSHException) as exc:
+                raise TransportError("pushing the agent to {} failed: {}".format(found["agent"], exc)) from None
+        return found
+
+    # -- running it -------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def run_agent(self, request):
+        """Yields the agent's stdout lines as they arrive; on exit nothing of the run is left on the host."""
+        with self.connected() as connection:
+            found = self.install(connection)
+            # Fabric's run() waits for a command to end; a stream of lines with a heartbeat beside it is
+            # paramiko's channel API, which Fabric itself is built on.
+            channel = connection.client.get_transport().open_session()
+            errors = deque(maxlen=20)
+            heartbeat = None
+            try:
+                channel.exec_command(self.shell.command([found["python"], found["agent"], "--serve"]))
+                channel.sendall(request_line(dict(request, work_in=found["folder"], watchdog=WATCHDOG_SECONDS)))
+                heartbeat = Heartbeat(channel.sendall)
+                threading.Thread(target=self.read_errors, args=(channel, errors), daemon=True).start()
+                yield self.lines(channel)
+                # paramiko gives -1 when the connection ended without the agent's exit status
+                status = channel.exit_status if channel.status_event.wait(self.settings["idle_timeout"]) else -1
+                if status == -1:
+                    raise TransportError("connection lost before the agent's exit status arrived")
+                if status != 0:
+                    raise TransportError("agent exited with status {}: {}".format(
+                        status, errors[-1] if errors else "no message"))
+            finally:
+                if heartbeat is not None:
+                    heartbeat.stop()
+                channel.close()  # the agent sees its stdin close and ends itself
+
+    def lines(self, channel):
+        idle, limit = self.settings["idle_timeout"], self.settings["run_timeout"]
+        deadline = time.monotonic() + limit if limit else None
+        stream = channel.makefile("rb")
+        while True:
+            left = deadline - time.monotonic() if deadline else idle
+            if left <= 0:
+                raise TransportError("the run took longer than run_timeout ({} s)".format(limit))
+            channel.settimeout(min(idle, left))
+            try:
+                line = stream.readline()
+            except socket.timeout:
+                if deadline and time.monotonic() >= deadline:
+                    continue
+                raise TransportError("no output from the agent for {} s: host or link down?".format(idle)) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise TransportError("connection lost: {}".format(exc or type(exc).__name__)) from None
+            if not line:
+                return
+            yield line.decode("utf-8", "replace")
+
+    @staticmethod
+    def read_errors(channel, errors):
+        """Keeps the last lines of the agent's stderr, for the reason of a failure."""
+        stream = channel.makefile_stderr("rb")
+        while not channel.closed:
+            try:
+                line = stream.readline()
+            except socket.timeout:  # the channel's timeout is for stdout's reader; stderr just waits on
+                continue
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+            if not line:
+                return
+            errors.append(line.decode("utf-8", "replace").strip())
