@@ -21,6 +21,7 @@ RESULTS = os.path.relpath(os.path.join(HERE, "results"))
 ARCHIVE = os.path.join(HERE, "archive")
 EXPECTATIONS = os.path.join(HERE, "expectations")
 INVENTORY = os.path.relpath(os.path.join(HERE, "hosts.yaml"))
+LAB = os.path.relpath(os.path.join(HERE, ".lab"))
 
 
 def user_errors(body):
@@ -264,6 +265,52 @@ def report(c, run=None, expectations=EXPECTATIONS):
     run_dir = run_dir_or_latest(run, RESULTS)
     path, _, _ = write_report(run_dir, expectations)
     console().print("report: {}".format(path))
+
+
+def lab_errors(body):
+    """A test bed that cannot be built or removed ends the task with its one line and exit status 1."""
+    @functools.wraps(body)
+    def guarded(*args, **kwargs):
+        from testbed import LabError
+        try:
+            return body(*args, **kwargs)
+        except LabError as exc:
+            raise Exit("error: {}".format(exc), code=1) from None
+    return guarded
+
+
+@task(help={"count": "how many lab hosts (default 4)",
+            "folder": "where the lab's keys, state and hosts.yaml go (default .lab/)"})
+@lab_errors
+def lab_up(c, count=4, folder=LAB):
+    """Start COUNT lab hosts on this machine (root): network namespaces on a private bridge, one real sshd, user
+    and address each, their own sysctls (tcp_tw_reuse 0, 1, 2, ...). Writes FOLDER/hosts.yaml for them.
+
+    Then `invoke run-all --hosts .lab/hosts.yaml`; `invoke lab-down` removes every trace."""
+    from rich.table import Table
+    from testbed import LabError
+    from testbed.lab import Lab
+    if os.path.exists(os.path.join(folder, "lab.json")):
+        raise LabError("a lab is already up in {}: `invoke lab-down` first".format(folder))
+    started = time.perf_counter()
+    lab = Lab.up(folder, count=int(count))
+    table = Table("host", "address", "user", "sysctls", title="{} lab hosts up in {:.2f} s".format(
+        len(lab.hosts), time.perf_counter() - started))
+    for host in lab.hosts:
+        table.add_row(host.name, "{}:{}".format(host.address, host.port), host.user,
+                      ", ".join("{}={}".format(key, value) for key, value in host.sysctls.items()))
+    out = console()
+    out.print(table)
+    out.print("inventory: {}\nnext: ./socklab run-all --hosts {}".format(lab.inventory, lab.inventory))
+
+
+@task(help={"folder": "the lab's folder (default .lab/)"})
+@lab_errors
+def lab_down(c, folder=LAB):
+    """Remove the lab hosts lab-up made: processes, namespaces, links, users, homes and the lab's files."""
+    from testbed.lab import down
+    down(folder)
+    console().print("lab in {} is down".format(folder))
 
 
 def machine_summary():

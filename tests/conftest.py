@@ -1,9 +1,13 @@
-"""Shared fixtures: the checkout, and invoke run as a user runs it (a subprocess in the checkout)."""
+"""Shared fixtures: the checkout, invoke run as a user runs it (a subprocess in the checkout), and what the
+tests over real sshd lab hosts (testbed/) share."""
 import os
 import subprocess
 import sys
 
 import pytest
+import yaml
+
+from labs.polling import poll
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,3 +19,37 @@ def invoke():
         return subprocess.run([sys.executable, "-m", "invoke"] + list(args), cwd=REPO, capture_output=True,
                               text=True, timeout=timeout)
     return run
+
+
+# The lab hosts are real sshds, users and network namespaces: making them takes root.
+requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts (sshd, users, namespaces) need root")
+
+
+def write_inventory(path, hosts, **sections):
+    with open(str(path), "w") as stream:
+        yaml.safe_dump(dict(hosts=hosts, **sections), stream)
+    return str(path)
+
+
+def cases_in(out, host, at_least, deadline=60):
+    """Waits (bounded) until the run under `out` holds at least that many cases from `host`; returns the count."""
+    def count():
+        logs = [os.path.join(out, run, host + ".jsonl") for run in os.listdir(str(out))] if os.path.isdir(
+            str(out)) else []
+        logs = [log for log in logs if os.path.exists(log)]
+        if not logs:
+            return 0
+        with open(logs[0]) as stream:
+            return stream.read().count('"record": "case"')
+    return poll(count, lambda found: found >= at_least, deadline)
+
+
+def leftovers_gone(lab, name, deadline=40):
+    """Asserts that the lab host comes to have no agent process and no work folder (only agent files in
+    ~/.socklab). Bounded wait: an agent whose controller went away ends itself within its watchdog time."""
+    def leftovers():
+        processes = lab.processes(name, "socklab-agent") + lab.processes(name, "labs.prober")
+        return processes, [entry for entry in lab.home_entries(name) if not entry.endswith(".pyz")]
+    found = poll(leftovers, lambda found: not any(found), deadline)
+    assert not any(found), "left on {}: processes {}, files {}".format(name, *found)
+    return True

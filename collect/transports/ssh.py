@@ -26,7 +26,8 @@ from collect import agent, shells
 from collect.errors import TransportError
 from collect.transports.protocol import WATCHDOG_SECONDS, Heartbeat, request_line
 
-DEFAULTS = {"connect_timeout": 10, "idle_timeout": 120, "run_timeout": None}
+DEFAULTS = {"idle_timeout": 120, "run_timeout": None}
+CONNECT_TIMEOUT = 10  # when neither hosts.yaml nor ~/.ssh/config (ConnectTimeout) sets one
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 KNOWN_HOSTS_LOCK = threading.Lock()  # hosts run in threads; two may record a new key at once
 
@@ -90,6 +91,15 @@ def sftp_path(path):
     return path
 
 
+def command_words(text, shell):
+    """The words of a command written in hosts.yaml (python:), split the way that shell's users write it."""
+    if shell.name == "sh":
+        return shlex.split(text)
+    # Windows: backslashes separate path parts instead of escaping; double quotes group words
+    return [word[1:-1] if len(word) > 1 and word[0] == word[-1] == '"' else word
+            for word in shlex.split(text, posix=False)]
+
+
 def last_line(text):
     return (text.strip().splitlines() or ["no message"])[-1]
 
@@ -114,16 +124,19 @@ class SshTransport:
     def connection(self, settings=None):
         """A Fabric Connection for these settings (a jump host is a Connection too), host keys checked."""
         settings = settings or self.settings
-        connect_kwargs = {"banner_timeout": settings.get("connect_timeout", DEFAULTS["connect_timeout"]),
-                          "auth_timeout": settings.get("connect_timeout", DEFAULTS["connect_timeout"])}
+        connect_kwargs = {}
         if settings.get("key"):
             connect_kwargs["key_filename"] = [os.path.expanduser(settings["key"])]
         if settings.get("key_env"):
             connect_kwargs.update(key_from_environment(settings["key_env"]))
         connection = Connection(settings.get("address") or settings["name"], user=settings.get("user"),
                                 port=settings.get("port"), gateway=self.gateway(settings.get("jump")),
-                                connect_timeout=settings.get("connect_timeout", DEFAULTS["connect_timeout"]),
-                                connect_kwargs=connect_kwargs, config=Config())
+                                connect_timeout=settings.get("connect_timeout"), connect_kwargs=connect_kwargs,
+                                config=Config())
+        connection.connect_timeout = connection.connect_timeout or CONNECT_TIMEOUT
+        # the SSH banner and authentication get the same bound as the TCP connect
+        connection.connect_kwargs.update(banner_timeout=connection.connect_timeout,
+                                         auth_timeout=connection.connect_timeout)
         self.check_host_keys(connection, settings.get("known_hosts"))
         return connection
 
@@ -164,7 +177,7 @@ class SshTransport:
             raise TransportError("authentication refused for {}: {}".format(target, exc)) from None
         except (socket.timeout, TimeoutError):
             raise TransportError("cannot connect to {}: timed out after {} s".format(
-                target, self.settings["connect_timeout"])) from None
+                target, connection.connect_timeout)) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TransportError("cannot connect to {}: {}".format(target, exc or type(exc).__name__)) from None
         self.open_connection = connection
@@ -176,9 +189,12 @@ class SshTransport:
 
     # -- installing the agent ---------------------------------------------------------------------------------
 
+    def python_words(self):
+        return command_words(self.settings["python"], self.shell)
+
     def bootstrap_commands(self, arguments):
         if self.settings.get("python"):
-            return [self.shell.command(shlex.split(self.settings["python"]) + arguments)]
+            return [self.shell.command(self.python_words() + arguments)]
         found = self.shell.first_python(arguments)
         if found:
             return [found]
@@ -189,19 +205,15 @@ class SshTransport:
         name, data, sha256 = agent.build()
         problem = "no command to try"
         for command in self.bootstrap_commands(["-", name, sha256]):
-            try:
-                result = connection.run(command, in_stream=io.StringIO(agent.bootstrap_script()), hide=True,
-                                        warn=True, timeout=self.settings["idle_timeout"])
-            except Exception as exc:  # invoke's CommandTimedOut, paramiko and socket errors alike
-                raise TransportError("preparing the host failed: {}".format(exc or type(exc).__name__)) from None
-            if result.ok:
+            status, output, errors = self.execute(connection, command, agent.bootstrap_script().encode())
+            if status == 0:
                 try:
-                    found = json.loads(last_line(result.stdout))
+                    found = json.loads(last_line(output))
                     break
                 except ValueError:
-                    problem = "unexpected output: {!r}".format(last_line(result.stdout)[:80])
+                    problem = "unexpected output: {!r}".format(last_line(output)[:80])
             else:
-                problem = last_line(result.stderr or result.stdout)
+                problem = last_line(errors or output)
         else:
             raise TransportError("no usable Python 3.8+ on the host ({}); set python: in the inventory".format(
                 problem))
@@ -211,6 +223,27 @@ class SshTransport:
             except (OSError, paramiko.SSHException) as exc:
                 raise TransportError("pushing the agent to {} failed: {}".format(found["agent"], exc)) from None
         return found
+
+    def execute(self, connection, command, stdin):
+        """(exit status, stdout, stderr) of a short command fed `stdin`. Not Fabric's run(): Invoke copies stdin
+        one byte per 10 ms (it is built for terminals), which makes a 3 KB script take 30 s."""
+        try:
+            channel = connection.client.get_transport().open_session()
+            try:
+                channel.settimeout(self.settings["idle_timeout"])
+                channel.exec_command(command)
+                channel.sendall(stdin)
+                channel.shutdown_write()
+                output = channel.makefile("rb").read().decode("utf-8", "replace")
+                errors = channel.makefile_stderr("rb").read().decode("utf-8", "replace")
+                return channel.recv_exit_status(), output, errors
+            finally:
+                channel.close()
+        except socket.timeout:
+            raise TransportError("preparing the host: no answer for {} s".format(
+                self.settings["idle_timeout"])) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise TransportError("preparing the host: {}".format(exc or type(exc).__name__)) from None
 
     # -- running it -------------------------------------------------------------------------------------------
 
@@ -225,7 +258,8 @@ class SshTransport:
             errors = deque(maxlen=20)
             heartbeat = None
             try:
-                channel.exec_command(self.shell.command([found["python"], found["agent"], "--serve"]))
+                python = self.python_words() if self.settings.get("python") else [found["python"]]
+                channel.exec_command(self.shell.command(python + [found["agent"], "--serve"]))
                 channel.sendall(request_line(dict(request, work_in=found["folder"], watchdog=WATCHDOG_SECONDS)))
                 heartbeat = Heartbeat(channel.sendall)
                 threading.Thread(target=self.read_errors, args=(channel, errors), daemon=True).start()

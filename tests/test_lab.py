@@ -1,0 +1,167 @@
+"""run-all over four lab hosts in network namespaces (testbed/): real sshds with their own addresses, users and
+sysctls (net.ipv4.tcp_tw_reuse 0, 1, 2, 0).
+
+They measure what the local transport measures. And each fault - the host's sshd killed mid-run, its link cut,
+a wrong key, an agent that prints garbage - fails only that host: the others complete, what it sent before the
+fault is kept, the manifest says why, the exit status is 1, nothing is left running on it, and `--resume`
+then runs exactly the cases that were missing.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.results import load_run, read_host_log
+from tests.conftest import REPO, cases_in, leftovers_gone, requires_root, write_inventory
+
+pytestmark = requires_root
+
+COUNT = 4
+VICTIM = "lab2"
+WHERE = ["--where", "proto=tcp", "--where", "family=inet,inet6", "--where", "prober=other_process,same_process"]
+IDLE_TIMEOUT = 3  # seconds without output before the controller gives a host up (the cut link)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from testbed.lab import Lab
+    bed = Lab.up(str(tmp_path_factory.mktemp("namespace-lab")), count=COUNT)
+    yield bed
+    bed.down()
+
+
+@pytest.fixture
+def entries(lab):
+    with open(lab.inventory) as stream:
+        return yaml.safe_load(stream)["hosts"]
+
+
+def run_all(*args):
+    return subprocess.Popen([sys.executable, "-m", "invoke", "run-all"] + list(args), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(process):
+    output, _ = process.communicate(timeout=300)
+    return process.returncode, output
+
+
+def only_run(out):
+    (run_dir,) = [path for path in out.iterdir() if (path / "manifest.json").exists()]
+    return str(run_dir), json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_namespace_hosts_measure_what_the_local_transport_measures(lab, entries, tmp_path):
+    status, output = finished(run_all("--hosts", lab.inventory, "--out", str(tmp_path / "lab"), *WHERE))
+    assert status == 0, output
+    status, output = finished(run_all("--out", str(tmp_path / "local"), *WHERE))
+    assert status == 0, output
+    measured = load_run(only_run(tmp_path / "lab")[0])
+    local = load_run(only_run(tmp_path / "local")[0])[["case_id", "outcome"]]
+    for name in entries:
+        facts, _ = read_host_log(os.path.join(only_run(tmp_path / "lab")[0], name + ".jsonl"))
+        assert str(facts["sysctls"]["net.ipv4.tcp_tw_reuse"]) == str(lab.host(name).sysctls["net.ipv4.tcp_tw_reuse"])
+        host = measured[measured.host == name][["case_id", "outcome"]]
+        both = host.merge(local, on="case_id", suffixes=("_ssh", "_local"), validate="one_to_one")
+        assert len(both) == len(host) > 1000
+        witnessed = both[(both.outcome_ssh != "inconclusive") & (both.outcome_local != "inconclusive")]
+        assert len(witnessed) > 0.99 * len(both)
+        differ = witnessed[witnessed.outcome_ssh != witnessed.outcome_local]
+        assert differ.empty, differ.head(10).to_string()
+        assert leftovers_gone(lab, name)
+
+
+GARBAGE_PYTHON = """#!/bin/sh
+# A Python whose agent prints a line of garbage after its 30th line while MARKER exists (a socklab fault test).
+if [ -e {marker} ] && [ "${{1##*.}}" = pyz ]; then
+    /usr/bin/python3 "$@" | awk 'NR == 30 {{ print "garbage, not a record" }} {{ print; fflush() }}'
+    exit
+fi
+exec /usr/bin/python3 "$@"
+"""
+
+
+def prepare(fault, lab, entries, tmp_path):
+    """The inventory with the fault's setting for the victim, and a function that undoes the fault."""
+    from testbed.keys import keypair
+    victim = dict(entries[VICTIM])
+    repair = list
+    if fault == "wrong key":
+        keypair(str(tmp_path / "stranger"), "a key no lab host knows")
+        victim["key"] = str(tmp_path / "stranger")
+    elif fault == "garbage":
+        home = lab.host(VICTIM).home
+        marker, wrapper = os.path.join(home, "garbage-on"), os.path.join(home, "garbage-python")
+        with open(wrapper, "w") as stream:
+            stream.write(GARBAGE_PYTHON.format(marker=marker))
+        os.chmod(wrapper, 0o755)
+        open(marker, "w").close()
+        victim["python"] = wrapper
+        repair = lambda: os.remove(marker)  # noqa: E731
+    faulty = write_inventory(tmp_path / "faulty.yaml", dict(entries, **{VICTIM: victim}),
+                             defaults={"idle_timeout": IDLE_TIMEOUT})
+    repaired = write_inventory(tmp_path / "repaired.yaml", dict(entries, **{VICTIM: dict(
+        victim, key=entries[VICTIM]["key"])}), defaults={"idle_timeout": IDLE_TIMEOUT})
+    return faulty, repaired, repair
+
+
+def strike(fault, lab, out):
+    """Faults that happen mid-run: once the victim has sent some cases."""
+    if fault in ("sshd killed", "link cut"):
+        assert cases_in(out, VICTIM, at_least=20) >= 20, "the victim sent no cases"
+    if fault == "sshd killed":
+        lab.host(VICTIM).sshd.kill_sshd()
+        return lab.host(VICTIM).sshd.start
+    if fault == "link cut":
+        lab.cut(VICTIM)
+        return lambda: lab.restore(VICTIM)
+    return list
+
+
+REASONS = {"sshd killed": "connection lost", "link cut": "no output from the agent for 3 s",
+           "wrong key": "authentication refused", "garbage": "is not a socklab record"}
+
+
+@pytest.mark.parametrize("fault", list(REASONS))
+def test_a_fault_fails_only_its_host_and_resume_runs_what_was_missing(fault, lab, entries, tmp_path):
+    faulty, repaired, repair_inventory = prepare(fault, lab, entries, tmp_path)
+    out = tmp_path / "runs"
+    running = run_all("--hosts", faulty, "--out", str(out), *WHERE)
+    try:
+        repair_host = strike(fault, lab, str(out))
+        status, output = finished(running)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert status == 1, output
+    run_dir, manifest = only_run(out)
+    for name, entry in manifest["hosts"].items():
+        if name != VICTIM:
+            assert entry["status"] == "completed", (name, entry)
+    failed = manifest["hosts"][VICTIM]
+    assert failed["status"] == "failed" and REASONS[fault] in failed["reason"], failed
+    table = load_run(run_dir)
+    received = table[table.host == VICTIM].case_id
+    assert len(received) == failed["cases"]
+    if fault != "wrong key":
+        assert failed["cases"] >= 20  # what arrived before the fault is in the run
+    assert leftovers_gone(lab, VICTIM)
+
+    repair_host()
+    repair_inventory()
+    status, output = finished(run_all("--hosts", repaired, "--out", str(out), "--resume", run_dir))
+    assert status == 0, output
+    manifest = json.loads(open(os.path.join(run_dir, "manifest.json")).read())
+    assert all(entry["status"] == "completed" for entry in manifest["hosts"].values()), manifest
+    table = load_run(run_dir)
+    victim, healthy = table[table.host == VICTIM], table[table.host == "lab1"]
+    assert not victim.case_id.duplicated().any()  # nothing measured twice
+    assert set(victim.case_id) == set(healthy.case_id)  # and nothing missing
+    assert set(received) <= set(victim.case_id)
+    assert pd.Series(victim.case_id).isin(received).sum() == len(received)
+    for name in entries:
+        assert leftovers_gone(lab, name)
