@@ -323,28 +323,37 @@ def machine_summary():
                                                      platform.python_version())
 
 
-@task(help={"rounds": "how many times to run the measured cases (default 3)"})
-def bench(c, rounds=3):
-    """Print speed figures: bind_matrix cells per second (other_process prober, witness included)."""
-    from collect.inventory import Host
-    from collect.transports import for_host
+@task(iterable=["where"], help={
+    "rounds": "how many times to run each measurement (default 3)",
+    "where": "the cases of the 1-vs-8-hosts runs (default: proto=tcp, state=LISTEN,TIME_WAIT); repeatable",
+})
+@lab_errors
+def bench(c, rounds=3, where=None):
+    """Print speed figures: bind_matrix cells per second here, and run-all's wall time over 1 and 8 lab hosts.
+
+    The second needs root: it starts 8 lab hosts in network namespaces (as lab-up does) and removes them after.
+    Target: >= 1000 cells/s; 8 hosts in at most 1.5x the time of one."""
+    from collect import bench as figures
     out = console()
     out.print("machine: " + machine_summary())
-    arguments = ["--lab", "bind_matrix", "--where", "prober=other_process"]
     for number in range(1, int(rounds) + 1):
-        cases, started = 0, None
-        with for_host(Host("local", {"transport": "local"})).run_agent(arguments) as lines:
-            for line in lines:
-                record = json.loads(line)
-                if record["record"] == "host":
-                    witness = record["witness"]
-                elif record["record"] == "plan":
-                    started = time.perf_counter()
-                elif record["record"] == "case":
-                    cases += 1
-        seconds = time.perf_counter() - started
+        cases, seconds, witness = figures.cells_per_second(["prober=other_process"])
         out.print("bind_matrix other_process, round {}: {} cells in {:.2f} s = {:.0f} cells/s (witness: {}; "
                   "target >= 1000)".format(number, cases, seconds, cases / seconds, witness))
+    if os.geteuid() != 0:
+        out.print("run-all over 1 and 8 lab hosts: skipped (lab hosts need root)")
+        return
+    where = where or ["proto=tcp", "state=LISTEN,TIME_WAIT"]
+    times = figures.hosts_wall_times(where, rounds=int(rounds))
+    for count, runs in times.items():
+        out.print("run-all over {} lab host(s), --where {}: {} cases; wall {} s; agents' CPU {} s".format(
+            count, " --where ".join(where), runs[0][1], " / ".join("{:.2f}".format(run[0]) for run in runs),
+            " / ".join("{:.2f}".format(run[2]) for run in runs)))
+    (one, _, _), (eight, _, cpu) = (min(times[count]) for count in (1, 8))
+    out.print("8 hosts / 1 host (best rounds): {:.2f}x (target <= 1.5x). The 8 lab hosts share this machine's {} "
+              "cores: their agents alone needed {:.2f} CPU-s, so no controller could finish here in under "
+              "{:.2f} s = {:.2f}x".format(eight / one, os.cpu_count(), cpu, cpu / os.cpu_count(),
+                                         cpu / os.cpu_count() / one))
 
 
 @task(help={"out": "the file to write (default socklab-agent.pyz)"})

@@ -1,6 +1,7 @@
 """The network of a namespace lab: one Linux bridge in this (the root) namespace holding the first address of a
 private /24, and per host a network namespace joined to the bridge by a veth pair ('eth0' inside), with lo up and
 its own sysctls. Built and removed with `ip -batch`: one ip process for many links."""
+import contextlib
 import ipaddress
 import json
 import os
@@ -60,6 +61,30 @@ def free_subnet():
     raise LabError("no free private /24 found in 10.0.0.0/8 or 172.16.0.0/12 for the lab bridge")
 
 
+# Each namespace host gets its own TCP and UDP hash tables (Linux >= 6.1 and 6.2), as a separate machine has.
+# In the machine's shared tables every host's witness query would walk every other host's sockets, TIME_WAITs
+# piling up across hosts. The kernel reads these when a namespace is made, so they are set around that only.
+CHILD_HASH_TABLES = {"/proc/sys/net/ipv4/tcp_child_ehash_entries": "16384",
+                     "/proc/sys/net/ipv4/udp_child_hash_entries": "16384"}
+
+
+@contextlib.contextmanager
+def own_hash_tables():
+    saved = {}
+    try:
+        for path, size in CHILD_HASH_TABLES.items():
+            if os.path.exists(path):
+                with open(path) as stream:
+                    saved[path] = stream.read().strip()
+                with open(path, "w") as stream:
+                    stream.write(size)
+        yield
+    finally:
+        for path, value in saved.items():
+            with open(path, "w") as stream:
+                stream.write(value)
+
+
 def build(bridge, gateway, hosts, group):
     """Make the bridge with address gateway ('10.x.y.1/24') and, for each host (namespace, veth, address/prefix,
     sysctls), its namespace, veth pair and settings. The bridge and the veths' root ends join link group group:
@@ -71,7 +96,8 @@ def build(bridge, gateway, hosts, group):
         commands += [f"netns add {namespace}",
                      f"link add {veth} group {group} type veth peer name eth0 netns {namespace}",
                      f"link set {veth} master {bridge} up"]
-    ip_batch(commands)
+    with own_hash_tables():
+        ip_batch(commands)
 
     def configure(namespace, address, sysctls):
         ip_batch(["link set lo up", f"address add {address} dev eth0", "link set eth0 up"], netns_name=namespace)
