@@ -166,7 +166,7 @@ def _merged(name, own, defaults, groups, path, line):
                 raise UserError("groups {} and {} give it different values; set it on the host".format(
                     source[key], group), path=path, line=line, field="hosts.{}.{}".format(name, key))
             from_groups[key], source[key] = value, group
-    return dict(defaults, **from_groups, **own)
+    return {**defaults, **from_groups, **own}
 
 
 def _check_jumps(hosts, path, lines):

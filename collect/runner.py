@@ -90,6 +90,8 @@ def run_host(job, transport, store, display, stop):
                     record = json.loads(line)
                     kind = record["record"]
                 except (ValueError, TypeError, KeyError):
+                    if not line.endswith("\n"):  # the last line, cut short: the stream broke inside it
+                        raise TransportError("agent output was cut short in line {}".format(number)) from None
                     raise TransportError("agent output line {} is not a socklab record: {!r}".format(
                         number, line[:80])) from None
                 if kind == "host":

@@ -165,3 +165,57 @@ def test_a_fault_fails_only_its_host_and_resume_runs_what_was_missing(fault, lab
     assert pd.Series(victim.case_id).isin(received).sum() == len(received)
     for name in entries:
         assert leftovers_gone(lab, name)
+
+
+def test_ssh_config_alias_and_jump_hosts_with_their_keys_checked(lab, entries, tmp_path):
+    """A host known only by its ~/.ssh/config alias; hosts reached through another, by `jump:` in the inventory
+    and by ProxyJump in ~/.ssh/config. The jump host's own key is checked: unknown, the runs through it fail."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    target, jump = entries["lab3"], entries["lab1"]
+    (home / ".ssh" / "config").write_text(
+        "Host lab-by-alias lab-by-proxyjump\n  HostName {address}\n  User {user}\n  IdentityFile {key}\n"
+        "  UserKnownHostsFile {known_hosts}\n".format(**target)
+        + "Host lab-by-proxyjump\n  ProxyJump {user}@{address}\n".format(**jump)
+        + "Host {address}\n  IdentityFile {key}\n".format(**jump))  # the jump hop: default known_hosts
+    empty_known_hosts = tmp_path / "empty_known_hosts"
+    empty_known_hosts.write_text("")
+    for name, jumper, ok in (("refused", dict(jump, known_hosts=str(empty_known_hosts)), False),
+                             ("through", jump, True)):
+        if ok:
+            (home / ".ssh" / "known_hosts").write_text(lab.host("lab1").sshd.known_hosts_line() + "\n")
+        inventory = write_inventory(tmp_path / (name + ".yaml"), {
+            "lab-by-alias": {}, "lab-by-proxyjump": {}, "jumper": jumper, "behind": dict(target, jump="jumper")},
+            groups={"measured": ["lab-by-alias", "lab-by-proxyjump", "behind"]})
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-m", "invoke", "run", "--host", "measured", "--hosts", inventory,
+                               "--out", str(out)] + WHERE, cwd=REPO, env=dict(os.environ, HOME=str(home)),
+                              capture_output=True, text=True, timeout=300)
+        _, manifest = only_run(out)
+        hosts = manifest["hosts"]
+        assert hosts["lab-by-alias"]["status"] == "completed", hosts
+        if ok:
+            assert done.returncode == 0 and all(entry["status"] == "completed" for entry in hosts.values()), hosts
+        else:
+            assert done.returncode == 1
+            for through in ("lab-by-proxyjump", "behind"):
+                assert "unknown host key for {}".format(jump["address"]) in hosts[through]["reason"], hosts
+
+
+def test_lab_up_hosts_and_lab_down_tasks(invoke, tmp_path):
+    from testbed.lab import Lab
+    folder = tmp_path / "lab"
+    up = invoke("lab-up", "--count", "2", "--folder", str(folder))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "lab1" in up.stdout and "tcp_tw_reuse=1" in up.stdout
+    lab = Lab.load(str(folder))
+    try:
+        again = invoke("lab-up", "--folder", str(folder))
+        assert again.returncode == 1 and "already up" in again.stderr
+        reached = invoke("hosts", "--hosts", str(folder / "hosts.yaml"))
+        assert reached.returncode == 0, reached.stdout + reached.stderr
+        assert sum("linux" in line for line in reached.stdout.splitlines()) == 2
+    finally:
+        down = invoke("lab-down", "--folder", str(folder))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert lab.leftovers() == []

@@ -1,6 +1,8 @@
 """The tasks as a user runs them: a whole run on the default inventory, and one-line errors for bad input."""
 import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -120,3 +122,36 @@ def test_bad_expectation_file_is_one_line_and_exit_2(invoke, tmp_path):
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text(json.dumps({"run_id": "x", "hosts": {}}))
     one_line_error(invoke("check", "--run", str(run_dir), "--expectations", str(path)), str(path) + ":3:", "colour")
+
+
+def test_output_captured_by_hand_is_imported_as_a_run(invoke, tmp_path):
+    """`invoke agent` writes the agent as one file; its output, run by hand, is stored by `invoke import`."""
+    agent_file = tmp_path / "socklab-agent.pyz"
+    assert invoke("agent", "--out", str(agent_file)).returncode == 0
+    captured = subprocess.run([sys.executable, str(agent_file)] + SMALL, cwd=str(tmp_path), capture_output=True,
+                              timeout=120, check=True).stdout.decode()
+    (tmp_path / "whole.jsonl").write_text(captured)
+    out = tmp_path / "runs"
+    done = invoke("import", str(tmp_path / "whole.jsonl"), "--host", "offline-vm", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = list(out.iterdir())
+    cases = captured.count('"record": "case"')
+    assert len(load_run(str(run_dir))) == cases > 0
+
+    lines = captured.splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:12]) + "\n" + lines[12][:30])  # no end record
+    (tmp_path / "garbage.jsonl").write_text("\n".join(lines[:5] + ["<html>not agent output</html>"]) + "\n")
+    for host, name in (("cut-vm", "cut.jsonl"), ("garbage-vm", "garbage.jsonl")):
+        done = invoke("import", str(tmp_path / name), "--host", host, "--run", str(run_dir))
+        assert done.returncode == 1, done.stdout + done.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["hosts"]["offline-vm"]["status"] == "completed"
+    assert manifest["hosts"]["cut-vm"]["reason"] == "agent output was cut short in line 13"
+    assert "line 6 is not a socklab record" in manifest["hosts"]["garbage-vm"]["reason"]
+    table = load_run(str(run_dir))
+    assert (table.host == "cut-vm").sum() == 10 and (table.host == "garbage-vm").sum() == 3
+
+    one_line_error(invoke("import", str(tmp_path / "whole.jsonl"), "--host", "../etc", "--out", str(out)),
+                   "--host: host name '../etc'")
+    one_line_error(invoke("import", str(tmp_path / "whole.jsonl"), "--host", "offline-vm", "--run", str(run_dir)),
+                   "already has a host 'offline-vm'")

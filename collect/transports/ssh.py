@@ -138,6 +138,12 @@ class SshTransport:
         connection.connect_kwargs.update(banner_timeout=connection.connect_timeout,
                                          auth_timeout=connection.connect_timeout)
         self.check_host_keys(connection, settings.get("known_hosts"))
+        # A `jump:` hop is a connection() of its own, checked already; the hops Fabric makes from a ProxyJump in
+        # ~/.ssh/config are checked here, each against its own ~/.ssh/config entry or the default files.
+        hop = None if settings.get("jump") else connection.gateway
+        while isinstance(hop, Connection):
+            self.check_host_keys(hop, None)
+            hop = hop.gateway
         return connection
 
     def gateway(self, jump):
@@ -151,15 +157,13 @@ class SshTransport:
         return self.connection({"name": address, "user": user or None, "port": int(port) if port else None})
 
     def check_host_keys(self, connection, known_hosts):
-        """Fabric accepts any host key by default; socklab does what OpenSSH does, for each hop."""
-        while isinstance(connection, Connection):
-            path = os.path.expanduser(known_hosts or (connection.ssh_config.get("userknownhostsfile") or
-                                                      "~/.ssh/known_hosts").split()[0])
-            for readable in ([path] if known_hosts else [SYSTEM_KNOWN_HOSTS, path]):
-                if os.path.exists(readable):
-                    connection.client.load_system_host_keys(readable)
-            connection.client.set_missing_host_key_policy((AcceptNew if self.accept_new else RefuseUnknown)(path))
-            connection = connection.gateway  # a ProxyJump from ~/.ssh/config gets the same checks
+        """Fabric accepts any host key by default; socklab does what OpenSSH does."""
+        path = os.path.expanduser(known_hosts or (connection.ssh_config.get("userknownhostsfile") or
+                                                  "~/.ssh/known_hosts").split()[0])
+        for readable in ([path] if known_hosts else [SYSTEM_KNOWN_HOSTS, path]):
+            if os.path.exists(readable):
+                connection.client.load_system_host_keys(readable)
+        connection.client.set_missing_host_key_policy((AcceptNew if self.accept_new else RefuseUnknown)(path))
 
     @contextlib.contextmanager
     def connected(self):
