@@ -14,6 +14,7 @@ import time
 from invoke import Exit, task
 
 from collect.errors import UserError
+from testbed import LabError
 
 # Defaults live in the checkout, wherever invoke is started from; paths a user gives are taken as given.
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,15 +25,21 @@ INVENTORY = os.path.relpath(os.path.join(HERE, "hosts.yaml"))
 LAB = os.path.relpath(os.path.join(HERE, ".lab"))
 
 
-def user_errors(body):
-    """A UserError ends the task with its one line and exit status 2, never a traceback."""
-    @functools.wraps(body)
-    def guarded(*args, **kwargs):
-        try:
-            return body(*args, **kwargs)
-        except UserError as exc:
-            raise Exit("error: {}".format(exc), code=2) from None
-    return guarded
+def ends_in_one_line(kind, code):
+    """A decorator: an error of this kind ends the task with its one line and this exit status, no traceback."""
+    def decorate(body):
+        @functools.wraps(body)
+        def guarded(*args, **kwargs):
+            try:
+                return body(*args, **kwargs)
+            except kind as exc:
+                raise Exit("error: {}".format(exc), code=code) from None
+        return guarded
+    return decorate
+
+
+user_errors = ends_in_one_line(UserError, 2)  # a mistake in what was given
+lab_errors = ends_in_one_line(LabError, 1)  # a test bed that cannot be built or removed
 
 
 def console():
@@ -267,18 +274,6 @@ def report(c, run=None, expectations=EXPECTATIONS):
     console().print("report: {}".format(path))
 
 
-def lab_errors(body):
-    """A test bed that cannot be built or removed ends the task with its one line and exit status 1."""
-    @functools.wraps(body)
-    def guarded(*args, **kwargs):
-        from testbed import LabError
-        try:
-            return body(*args, **kwargs)
-        except LabError as exc:
-            raise Exit("error: {}".format(exc), code=1) from None
-    return guarded
-
-
 @task(help={"count": "how many lab hosts (default 4)",
             "folder": "where the lab's keys, state and hosts.yaml go (default .lab/)"})
 @lab_errors
@@ -288,7 +283,6 @@ def lab_up(c, count=4, folder=LAB):
 
     Then `invoke run-all --hosts .lab/hosts.yaml`; `invoke lab-down` removes every trace."""
     from rich.table import Table
-    from testbed import LabError
     from testbed.lab import Lab
     if os.path.exists(os.path.join(folder, "lab.json")):
         raise LabError("a lab is already up in {}: `invoke lab-down` first".format(folder))

@@ -34,6 +34,13 @@ BAD = [
     ("hosts:\n  ../etc:\n    transport: local\n", ":2: host name '../etc'"),
     ("hosts:\n  a: {transport: local}\ngroups:\n  g: [a, b]\n", ":4: groups.g: no host 'b' in hosts:"),
     ("hosts:\n  a: {transport: local}\ngroups:\n  a: [a]\n", ":4: groups.a: a group may not share a host's name"),
+    ("hosts:\n  a: {}\n  b: {}\ngroups:\n  g1: {hosts: [a], user: x}\n  g2: {hosts: [a], user: y}\n",
+     ":2: hosts.a.user: groups g1 and g2 give it different values"),
+    ("hosts:\n  a: {jump: b}\n  b: {jump: a}\n", ":2: hosts.a.jump: jump hosts go round in a circle: a -> b -> a"),
+    ("hosts:\n  a: {key_env: 'LAB KEY'}\n", ":2: hosts.a.key_env: 'LAB KEY' is not the name of an environment"),
+    ("defaults:\n  passphrase: x\nhosts:\n  a: {}\n", ":2: defaults.passphrase: no passphrases"),
+    ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: a\n", ":5: groups.g.hosts: a group is a list of host names"),
+    ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: [a]\n    colour: red\n", ":6: groups.g.colour: unknown setting"),
 ]
 
 
@@ -71,22 +78,3 @@ def test_defaults_then_groups_then_the_host_itself(tmp_path):
     assert hosts["c"].settings == {"user": "lab", "connect_timeout": 5}
     assert [host.name for host in inventory.load(str(path)).select(["windows"])] == ["a", "b"]
 
-
-MORE_BAD = [
-    ("hosts:\n  a: {}\n  b: {}\ngroups:\n  g1: {hosts: [a], user: x}\n  g2: {hosts: [a], user: y}\n",
-     ":2: hosts.a.user: groups g1 and g2 give it different values"),
-    ("hosts:\n  a: {jump: b}\n  b: {jump: a}\n", ":2: hosts.a.jump: jump hosts go round in a circle: a -> b -> a"),
-    ("hosts:\n  a: {key_env: 'LAB KEY'}\n", ":2: hosts.a.key_env: 'LAB KEY' is not the name of an environment"),
-    ("defaults:\n  passphrase: x\nhosts:\n  a: {}\n", ":2: defaults.passphrase: no passphrases"),
-    ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: a\n", ":5: groups.g.hosts: a group is a list of host names"),
-    ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: [a]\n    colour: red\n", ":6: groups.g.colour: unknown setting"),
-]
-
-
-@pytest.mark.parametrize("text, message", MORE_BAD, ids=[message for _, message in MORE_BAD])
-def test_bad_defaults_groups_and_jumps_name_file_line_and_field(tmp_path, text, message):
-    path = tmp_path / "hosts.yaml"
-    path.write_text(text)
-    with pytest.raises(UserError) as raised:
-        inventory.load(str(path))
-    assert str(raised.value).startswith(str(path) + message)
