@@ -189,7 +189,10 @@ class SshTransport:
             yield connection
         finally:
             self.open_connection = None
-            connection.close()
+            hop = connection
+            while isinstance(hop, Connection):  # Fabric's close() leaves a jump host's connection open
+                hop.close()
+                hop = hop.gateway
 
     # -- installing the agent ---------------------------------------------------------------------------------
 
