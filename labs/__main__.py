@@ -78,8 +78,8 @@ def main(argv=None):
                 session = Session(request, sys.stdin)
             else:
                 request = {"labs": args.lab, "where": args.where, "facts": args.facts}
-            host, plans = plan(request.get("labs") or list(LABS), parse_where(request.get("where") or []),
-                               request.get("skip") or {})
+            names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
+            host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {})
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
         run(host, plans, bool(request.get("facts")))

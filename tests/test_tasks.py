@@ -155,3 +155,26 @@ def test_output_captured_by_hand_is_imported_as_a_run(invoke, tmp_path):
                    "--host: host name '../etc'")
     one_line_error(invoke("import", str(tmp_path / "whole.jsonl"), "--host", "offline-vm", "--run", str(run_dir)),
                    "already has a host 'offline-vm'")
+
+
+def test_resume_refuses_a_changed_agent_and_a_changed_host(invoke, tmp_path):
+    """A resumed run must not mix two agents or two systems: the run is refused (exit 2), or the host fails."""
+    done = invoke("run-all", "--out", str(tmp_path), *SMALL)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["hosts"]["local"]["status"] = "failed"
+    log = run_dir / "local.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    host = json.loads(lines[0])
+    log.write_text(json.dumps(dict(host, os_release="1.0-old")) + "\n" + "".join(lines[1:20]))
+    manifest_path.write_text(json.dumps(dict(manifest, agent_version="0123456789abcdef")))
+    one_line_error(invoke("run-all", "--resume", str(run_dir)), "the agent changed since this run")
+    manifest_path.write_text(json.dumps(manifest))
+    one_line_error(invoke("run-all", "--resume", str(run_dir), "--where", "proto=udp"), "--resume: a resumed run")
+    resumed = invoke("run-all", "--resume", str(run_dir))
+    assert resumed.returncode == 1
+    entry = json.loads(manifest_path.read_text())["hosts"]["local"]
+    assert entry["status"] == "failed" and "the host changed since this run (os_release: '1.0-old' then" in entry[
+        "reason"]
