@@ -25,7 +25,6 @@ import socket
 import struct
 import subprocess
 
-from labs.vocabulary import TCP_STATES
 
 
 class WitnessError(Exception):
