@@ -99,7 +99,7 @@ class RunStore:
                             "agents; start a new run".format(store.manifest.get("agent_version"), agent_version()),
                             path=os.path.join(path, "manifest.json"), field="agent_version")
         store.manifest.setdefault("where", [])
-        store.manifest["resumed"] = store.manifest.get("resumed", []) + [now()]
+        store.manifest["reopened"] = store.manifest.get("reopened", []) + [now()]  # by --resume or import
         store.manifest["ended"] = None
         store.save()
         return store
