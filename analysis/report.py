@@ -1,12 +1,16 @@
-"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states) and CSVs.
+"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states), CSVs and a
+picture of the matrix (analysis.picture).
 
 Every table is a pandas pivot of the tidy table; the Markdown is rendered from the pivots, the CSVs are the pivots.
 Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
 """
 import os
 
+import numpy as np
 import pandas as pd
 
+from analysis import picture
+from analysis.results import write_csv
 from labs import bind_matrix
 from labs.vocabulary import OK, SPECIAL_OUTCOMES
 
@@ -17,17 +21,14 @@ MISMATCH_MARK = " ✗"
 NOT_MEASURED = "·"
 
 
-def cell_text(row):
-    """What a reader needs of a case in one cell: the bind outcome, and listen's when only listen failed."""
-    if row["outcome"] in SPECIAL_OUTCOMES and row["outcome"] != OK:
-        text = row["outcome"]
-    elif row["bind"] == OK and isinstance(row["listen"], str) and row["listen"] not in ("", OK):
-        text = "ok, listen " + row["listen"]
-    elif isinstance(row["bind"], str) and row["bind"]:
-        text = row["bind"]
-    else:
-        text = row["outcome"]  # failed before bind: setsockopt
-    return text + (MISMATCH_MARK if row.get("verdict") == "mismatch" else "")
+def cell_texts(frame):
+    """What a reader needs of each case in one cell: the bind outcome, and listen's when only listen failed."""
+    outcome, bind, listen = (frame[column].fillna("").astype(object) for column in ("outcome", "bind", "listen"))
+    text = np.select([outcome.isin(SPECIAL_OUTCOMES) & (outcome != OK), (bind == OK) & ~listen.isin(["", OK]),
+                      bind != ""],
+                     [outcome, "ok, listen " + listen, bind], default=outcome)  # default: failed before bind
+    mismatch = (frame["verdict"] == "mismatch").to_numpy() if "verdict" in frame else False
+    return pd.Series(np.where(mismatch, text + MISMATCH_MARK, text), index=frame.index, dtype=object)
 
 
 def system_label(frame):
@@ -41,9 +42,8 @@ def options_label(frame):
 
 
 def state_pivot(frame, rows):
-    """Rows `rows`, one column per bind_matrix state (lifecycle order), each cell its cell_text."""
-    frame = frame.assign(system=system_label(frame), options=options_label(frame),
-                         cell=frame.apply(cell_text, axis=1))
+    """Rows `rows`, one column per bind_matrix state (lifecycle order), each cell its cell text (cell_texts)."""
+    frame = frame.assign(system=system_label(frame), options=options_label(frame), cell=cell_texts(frame))
     table = frame.pivot_table(index=rows, columns="state", values="cell", aggfunc="first", sort=False)
     states = [state for state in bind_matrix.TCP_STATES if state in table.columns]
     return table.reindex(columns=states).fillna(NOT_MEASURED)
@@ -62,13 +62,17 @@ def seed_table(judged):
     return state_pivot(cells[cells["first_opts"] == cells["second_opts"]], ["system", "options"])
 
 
-def option_pair_tables(judged):
-    """Per host, protocol and family: every option pair, both sockets on the wildcard, another process."""
+def option_pairs(judged):
+    """Every option pair per system, protocol and family (rows), states (columns): both sockets on the wildcard,
+    the second from another process. One pivot for all systems: a report of 100 hosts stays fast."""
     conditions = {key: SEED_LAYOUT[key] for key in ("lab", "first_addr", "second_addr", "prober")}
-    cells = select(judged, conditions)
-    for (system, proto, family), group in cells.groupby(
-            [system_label(cells), "proto", "family"], sort=False):
-        yield (system, proto, family), state_pivot(group, ["options"])
+    return state_pivot(select(judged, conditions), ["system", "proto", "family", "options"])
+
+
+def option_pair_tables(pairs):
+    """option_pairs split into one table per (system, protocol, family)."""
+    for key, table in pairs.groupby(level=["system", "proto", "family"], sort=False):
+        yield key, table.droplevel(["system", "proto", "family"])
 
 
 def verdict_counts(judged):
@@ -94,7 +98,7 @@ def write(judged, run_dir, manifest, out_dir):
     counts = verdict_counts(judged[judged["run_id"] == manifest["run_id"]])
     wrong = mismatches(judged)
     seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
-    judged.to_csv(os.path.join(out_dir, "judged.csv"), index=False)
+    write_csv(judged, os.path.join(out_dir, "judged.csv"))
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
     parts = [
         "# socklab report: run {}".format(manifest["run_id"]),
@@ -112,13 +116,14 @@ def write(judged, run_dir, manifest, out_dir):
         markdown_table(seed),
         "## Mismatches with the documented expectations", markdown_table(wrong, index=False),
     ]
-    pairs_dir = os.path.join(out_dir, "option_pairs")
-    os.makedirs(pairs_dir, exist_ok=True)
+    pairs = option_pairs(judged)
+    pairs.to_csv(os.path.join(out_dir, "option_pairs.csv"))
     parts.append("## Every option pair (first → second), wildcard on both sockets, another process")
-    for (system, proto, family), table in option_pair_tables(judged):
+    for (system, proto, family), table in option_pair_tables(pairs):
         parts += ["### {}: {} over {}".format(system, proto, family), markdown_table(table)]
-        name = "{}_{}_{}.csv".format(system.split(" ")[0], proto, family)
-        table.to_csv(os.path.join(pairs_dir, name))
+    parts += ["## The matrix as a picture", "Outcome of every case by system; below, the cases two or more systems "
+              "measured, a marker where they differ.", "![outcomes by system and case](matrix.png)"]
+    picture.write(judged, out_dir)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("\n\n".join(parts) + "\n")

@@ -71,3 +71,57 @@ def hosts_wall_times(where, counts=(1, 8), rounds=3):
                             for _ in range(rounds)] for count in counts}
         finally:
             lab.down()
+
+
+def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
+    """A run of `hosts` hosts made from a real run's cases and written as the store writes one (manifest, host
+    logs, results.csv): each host gets rows/hosts cases, the real ones repeated with '#n' on the case id where
+    there are fewer, and 1% of outcomes flipped between ok and EADDRINUSE so the hosts differ. Returns its path."""
+    import numpy as np
+    import pandas as pd
+    from analysis.results import TABLE, load_run, read_host_log, write_csv
+    base = load_run(source_run)
+    source_host = base["host"].iloc[0]
+    base = base[base["host"] == source_host]
+    facts, _ = read_host_log(os.path.join(source_run, source_host + ".jsonl"))
+    per_host = rows // hosts
+    repeat = np.arange(per_host) // len(base)
+    one = base.iloc[np.resize(np.arange(len(base)), per_host)].reset_index(drop=True)
+    one["case_id"] = one["case_id"].where(repeat == 0, one["case_id"] + "#" + repeat.astype(str))
+    names = ["host{:03d}".format(number) for number in range(hosts)]
+    store = RunStore(out, names, ["bind_matrix"])
+    table = pd.concat([one.assign(host=name, run_id=store.run_id) for name in names], ignore_index=True)
+    flip = np.random.default_rng(seed).random(len(table)) < 0.01
+    swapped = table["outcome"].map({"ok": "EADDRINUSE", "EADDRINUSE": "ok"})
+    table.loc[flip & swapped.notna(), ["outcome", "bind"]] = swapped[flip & swapped.notna()]
+    cases = table.drop(columns=["run_id", "host", "os_family", "os_release", "os_version"])
+    for name, part in cases.groupby(table["host"], sort=False):
+        with open(os.path.join(store.path, name + ".jsonl"), "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(facts) + "\n")
+            stream.write(part.assign(record="case").to_json(orient="records", lines=True))
+            stream.write(json.dumps({"record": "end", "cases": len(part)}) + "\n")
+        store.update_host(name, status="completed", cases=len(part))
+    store.manifest["ended"] = store.manifest["started"]
+    store.save()
+    write_csv(table, os.path.join(store.path, TABLE))
+    return store.path
+
+
+def report_figures(run_dir, archive, expectations, out_dir):
+    """Seconds of each step (load, judge, report) for a run beside the archive, and the peak memory (MB) of this
+    process: call it in a fresh process for a true peak."""
+    import resource
+    from analysis import report
+    from analysis.expectations import judge, load_expectations
+    from analysis.results import load_runs, read_manifest, run_dirs
+    seconds = {}
+    started = time.perf_counter()
+    results = load_runs([run_dir] + run_dirs(archive))
+    seconds["load"] = time.perf_counter() - started
+    started = time.perf_counter()
+    judged = judge(results, load_expectations([expectations]))
+    seconds["judge"] = time.perf_counter() - started
+    started = time.perf_counter()
+    report.write(judged, run_dir, read_manifest(run_dir), out_dir)
+    seconds["report"] = time.perf_counter() - started
+    return len(results), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

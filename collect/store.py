@@ -144,11 +144,11 @@ class RunStore:
 
     def finish(self):
         """Mark the run ended and write results.csv from what every host sent."""
-        from analysis.results import load_run
+        from analysis.results import TABLE, load_run, write_csv
         with self.lock:
             self.manifest["ended"] = now()
             self.save()
-        load_run(self.path).to_csv(os.path.join(self.path, "results.csv"), index=False)
+        write_csv(load_run(self.path, from_logs=True), os.path.join(self.path, TABLE))
 
     @property
     def completed(self):
