@@ -2,10 +2,14 @@
 
 - the agent: bind_matrix cells per second on this machine (other_process prober, witness on every case);
 - the controller: run-all's wall time over 1 and over 8 lab hosts in network namespaces (testbed/), each a real
-  sshd, and the ratio of the two (the target: 8 hosts take at most 1.5x the time of one).
+  sshd, and the ratio of the two (the target: 8 hosts take at most 1.5x the time of one);
+- the analysis: load + expectations diff + report of a synthetic 1,000,000-row run of 100 hosts (targets: under
+  10 s, under 2 GB).
 """
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -125,3 +129,25 @@ def report_figures(run_dir, archive, expectations, out_dir):
     report.write(judged, run_dir, read_manifest(run_dir), out_dir)
     seconds["report"] = time.perf_counter() - started
     return len(results), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def local_run(out):
+    """A real run of this machine's whole bind matrix, stored under `out`; returns its path."""
+    host = Host("local", {"transport": "local"})
+    store = RunStore(out, ["local"], ["bind_matrix"])
+    with open(os.devnull, "w") as quiet:
+        run_hosts([new_job(host, ["bind_matrix"], [])], store, for_host, console=Console(file=quiet))
+    return store.path
+
+
+def report_at_scale(archive, expectations, hosts=100, rows=1_000_000):
+    """(rows, seconds per step, peak MB) of report_figures on a synthetic run made from a real run of this
+    machine, measured in a fresh process so that the peak memory is the analysis's alone."""
+    with tempfile.TemporaryDirectory() as folder:
+        run = synthetic_run(os.path.join(folder, "synthetic"), local_run(os.path.join(folder, "real")), hosts, rows)
+        code = ("import json, sys; from collect.bench import report_figures; "
+                "print(json.dumps(report_figures(*sys.argv[1:])))")
+        done = subprocess.run([sys.executable, "-c", code, run, archive, expectations, os.path.join(folder, "report")],
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)

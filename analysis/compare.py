@@ -1,0 +1,90 @@
+"""Cross-system diff: the cases (same lab and case_id) where two systems' results differ, i.e. what cross-platform
+code must do differently on one system than on the other ("what must my code do differently on Windows?").
+
+A system is a host name, else an OS family (linux, windows, freebsd, ...); archived published hosts such as
+winxp-sp3 count like measured ones. Results are spelled as in analysis/regress.py ("bind EADDRINUSE", "ok").
+Only cases with a result on both systems are compared: inconclusive and error claim nothing, and a case one system
+never ran is left out (seed 004's archived hosts hold only its 8 to 12 cells, so a diff with them is over those).
+
+A family of several hosts (or a host in several runs) gives each case the set of its results. When they agree the
+cell is that result; when they disagree, each result is followed by its hosts, which marks the cell:
+"bind EADDRINUSE (rh8-linux-2.4.20); ok (local)". A case is listed when the two systems' sets differ.
+"""
+import pandas as pd
+
+from analysis.regress import NO_RESULT, PARAMETER_COLUMNS, result_text
+from analysis.report import system_label
+from analysis.results import load_runs
+from collect.errors import UserError
+
+CASE = ["lab", "case_id"]
+SEPARATOR = "; "  # between a cell's results; not "|", which would split a Markdown table's cell
+
+
+def system_rows(table, name, field):
+    """The rows of a system: the host of that name, else the hosts of that OS family; `field` names the option
+    that gave it, for the error."""
+    for column in ("host", "os_family"):
+        rows = table[table[column] == name]
+        if not rows.empty:
+            return rows
+    raise UserError("no host or OS family {!r} here (hosts: {}; families: {})".format(
+        name, ", ".join(sorted(table["host"].unique())), ", ".join(sorted(table["os_family"].unique()))),
+        field=field)
+
+
+def system_cells(rows):
+    """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell)."""
+    rows = rows[~rows["outcome"].isin(NO_RESULT)]
+    hosts = rows.assign(result=result_text(rows))[CASE + ["result", "host"]].drop_duplicates()
+    by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(", ".join).reset_index()
+    cells = by_result.groupby(CASE).agg(results=("result", SEPARATOR.join), count=("result", "size"))
+    labelled = (by_result["result"] + " (" + by_result["host"] + ")").groupby(
+        [by_result["lab"], by_result["case_id"]]).agg(SEPARATOR.join)
+    cells["text"] = cells["results"].where(cells["count"] == 1, labelled)
+    return cells[["results", "text"]]
+
+
+def paired_cells(table, a, b):
+    """Both systems' cells (results_a, text_a, results_b, text_b) of each case both have a result for."""
+    if a == b:
+        raise UserError("name two different systems", field="--b")
+    return system_cells(system_rows(table, a, "--a")).join(system_cells(system_rows(table, b, "--b")), how="inner",
+                                                           suffixes=("_a", "_b"))
+
+
+def differences(table, paired, a, b):
+    differ = paired[paired["results_a"] != paired["results_b"]].rename(columns={"text_a": a, "text_b": b})
+    # the parameters' rows come in the order the agent ran the cases: the join keeps it
+    parameters = table.drop_duplicates(CASE).set_index(CASE)[PARAMETER_COLUMNS].astype(object).fillna("")
+    diff = parameters.join(differ[[a, b]], how="inner").reset_index()
+    used = [column for column in PARAMETER_COLUMNS if (diff[column] != "").any()]
+    return diff[CASE + used + [a, b]]
+
+
+def system_diff(table, a, b):
+    """lab, case_id, the parameters, then one column per system (named a and b) with its cell, for each case both
+    systems have a result for and where their results differ, in the order the agent ran them."""
+    return differences(table, paired_cells(table, a, b), a, b)
+
+
+def compare_markdown(table, a, b):
+    """The diff as Markdown, headed by the hosts each system stands for and how many cases both have."""
+    paired = paired_cells(table, a, b)
+    diff = differences(table, paired, a, b)
+    members = ["- **{}**: {}".format(name, ", ".join(system_label(system_rows(table, name, field)).unique()))
+               for name, field in ((a, "--a"), (b, "--b"))]
+    return "\n\n".join([
+        "# {} vs {}: cases whose outcome differs".format(a, b), "\n".join(members),
+        "{} case(s) have a result on both; {} differ. A cell names its hosts when they disagree.".format(
+            len(paired), len(diff)),
+        diff.drop(columns="case_id").to_markdown(index=False) if not diff.empty else "_(none)_",
+    ]) + "\n"
+
+
+def compare(judged_or_runs, a, b, console):
+    """Print on `console` the cases where systems `a` and `b` differ, over a results (or judged) table or the run
+    directories given; returns the exit status, 0 (the differences are the answer, not a failure)."""
+    table = judged_or_runs if isinstance(judged_or_runs, pd.DataFrame) else load_runs(list(judged_or_runs))
+    console.print(compare_markdown(table, a, b), markup=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,107 @@
+"""One host's history across every stored run: each case whose result changed from one run to the next, in which
+run, and with which OS release, sysctls and agent the change came.
+
+Runs are read from the given folders (results/, archive/) and ordered by start time. Results are compared as in
+analysis/regress.py ("bind EADDRINUSE", "ok", ...). A run in which a case has no result (inconclusive, error) or
+which did not hold it (another --where) is skipped for that case: a change is between the two nearest runs that
+both had a result for it.
+"""
+import os
+
+import pandas as pd
+
+from analysis.regress import ABSENT, NO_RESULT, PARAMETER_COLUMNS, case_table, fact_values, host_cases, run_order
+from analysis.results import read_manifest, run_dirs
+from collect.errors import UserError
+
+CASE = ["lab", "case_id"]
+
+
+def host_runs(folders, host):
+    """(run_dir, manifest) of every run under `folders` that holds a log of `host`, oldest first."""
+    runs = [(run_dir, read_manifest(run_dir)) for folder in folders for run_dir in run_dirs(folder)]
+    held = [(run_dir, manifest) for run_dir, manifest in runs
+            if host in manifest["hosts"] and os.path.exists(os.path.join(run_dir, host + ".jsonl"))]
+    if not held:
+        seen = sorted({name for _, manifest in runs for name in manifest["hosts"]})
+        raise UserError("no stored run under {} has host {!r} (hosts: {})".format(
+            ", ".join(folders), host, ", ".join(seen) or "none"), field="--host")
+    return sorted(held, key=lambda run: (str(run[1].get("started") or ""), run[1]["run_id"]))
+
+
+def facts_diff(before, after):
+    """"name old → new; ..." of the facts that differ between two runs' {fact: text}."""
+    names = list(dict.fromkeys(list(before) + list(after)))
+    return "; ".join("{} {} → {}".format(name, before.get(name, ABSENT), after.get(name, ABSENT))
+                     for name in names if before.get(name) != after.get(name))
+
+
+def as_folders(folders):
+    return [folders] if isinstance(folders, str) else list(folders)
+
+
+def load_history(folders, host):
+    """(runs, cases) of `host`: runs has run (its number, oldest 0), run_id, started, os_release, agent and facts
+    ({fact: text}); cases is every case of those runs (analysis.regress.case_table) with its run number."""
+    rows, frames = [], []
+    for number, (run_dir, manifest) in enumerate(host_runs(as_folders(folders), host)):
+        host_facts, cases = host_cases(run_dir, host)
+        facts = dict(fact_values(host_facts), agent=manifest.get("agent_version", ""))
+        rows.append((number, manifest["run_id"], str(manifest.get("started", "")), facts.get("os_release", ""),
+                     facts["agent"], facts))
+        frames.append(case_table([cases]).assign(run=number))
+    runs = pd.DataFrame(rows, columns=["run", "run_id", "started", "os_release", "agent", "facts"])
+    return runs, pd.concat(frames, ignore_index=True)
+
+
+def changes_between_runs(runs, cases):
+    """One row per case and run its result changed in (see host_history)."""
+    results = cases.assign(order=run_order(cases, CASE))
+    results = results[~results["outcome"].isin(NO_RESULT)].sort_values(["order", "run"])
+    by_case = results.groupby(CASE, sort=False)
+    results = results.assign(before=by_case["result"].shift(), previous_run=by_case["run"].shift())
+    changes = results[results["before"].notna() & (results["before"] != results["result"])].copy()
+    changes["previous_run"] = changes["previous_run"].astype(int)
+    # the facts differ per pair of runs, not per case: worked out once per pair
+    pairs = changes[["previous_run", "run"]].drop_duplicates()
+    facts = runs["facts"]
+    diffs = {(old, new): facts_diff(facts[old], facts[new]) for old, new in pairs.itertuples(index=False)}
+    changes = changes.assign(
+        run_id=changes["run"].map(runs["run_id"]), started=changes["run"].map(runs["started"]),
+        previous_run_id=changes["previous_run"].map(runs["run_id"]),
+        os_release=changes["run"].map(runs["os_release"]),
+        facts_changed=pd.Series(list(zip(changes["previous_run"], changes["run"])), index=changes.index,
+                                dtype=object).map(diffs),
+        after=changes["result"])
+    columns = ["run_id", "started", "previous_run_id", "lab", "case_id"] + PARAMETER_COLUMNS + [
+        "before", "after", "os_release", "facts_changed"]
+    return changes.sort_values(["run", "order"])[columns].reset_index(drop=True)
+
+
+def host_history(folders, host):
+    """The changes of `host`'s results across the runs under `folders` (one folder or several), one row per case
+    and run it changed in: run_id, started, previous_run_id, lab, case_id, the parameters, before, after (results),
+    os_release (in the run of the change) and facts_changed (between the two runs, agent version included)."""
+    return changes_between_runs(*load_history(folders, host))
+
+
+def history_markdown(folders, host):
+    runs, cases = load_history(folders, host)
+    changes = changes_between_runs(runs, cases)
+    parameters = [column for column in PARAMETER_COLUMNS if (changes[column] != "").any()]
+    shown = changes[["run_id", "started", "lab"] + parameters + ["before", "after", "os_release", "facts_changed"]]
+    return "\n\n".join([
+        "# History of host {}".format(host),
+        "## Runs ({})".format(len(runs)), runs.drop(columns=["run", "facts"]).to_markdown(index=False),
+        "## Cases whose outcome changed from the run before ({})".format(len(changes)),
+        "Only runs with a result for the case count (inconclusive and error claim nothing). `facts_changed`: what "
+        "differs between the two runs' host facts and agent.",
+        shown.to_markdown(index=False) if not shown.empty else "_(none)_",
+    ]) + "\n"
+
+
+def history(runs_folders, host, console):
+    """Print `host`'s history over the runs under `runs_folders` (one folder or several) on `console` as
+    Markdown; returns the exit status, 0 (a history is information, not a check)."""
+    console.print(history_markdown(runs_folders, host), markup=False, soft_wrap=True)
+    return 0
