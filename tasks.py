@@ -69,25 +69,27 @@ def run_dir_or_latest(run, out):
     return run or latest_run(out)
 
 
-def judged_runs(run_dir, expectations, archive=True):
-    """The run's results, with the archived published runs beside them, each row judged."""
+def judged_runs(runs, expectations, archive=True):
+    """The runs' results, with the archived published runs beside them, each row judged."""
     from analysis.expectations import judge, load_expectations
     from analysis.results import load_runs, run_dirs
-    runs = [run_dir] + (run_dirs(ARCHIVE) if archive else [])
-    return judge(load_runs(runs), load_expectations([expectations]))
+    chosen = [os.path.normpath(run) for run in runs]
+    chosen += [run for run in (run_dirs(ARCHIVE) if archive else []) if os.path.normpath(run) not in chosen]
+    return judge(load_runs(chosen), load_expectations([expectations]))
 
 
-def write_report(run_dir, expectations=EXPECTATIONS):
+def write_report(runs, expectations=EXPECTATIONS, out=None):
+    """The report of the first run, the others (and the archive) beside it, into <first run>/report/ or `out`."""
     from analysis import report
     from analysis.results import read_manifest
-    judged = judged_runs(run_dir, expectations)
-    return report.write(judged, run_dir, read_manifest(run_dir), os.path.join(run_dir, "report"))
+    judged = judged_runs(runs, expectations)
+    return report.write(judged, runs[0], read_manifest(runs[0]), out or os.path.join(runs[0], "report"))
 
 
 def summarise(store):
     """Report the run; print each host's status and the verdicts; exit 1 unless every host completed."""
     from rich.table import Table
-    path, counts, wrong = write_report(store.path)
+    path, counts, wrong = write_report([store.path])
     table = Table("host", "status", "cases", "reason", title="run {}".format(store.run_id))
     for name, entry in store.manifest["hosts"].items():
         table.add_row(name, entry["status"], str(entry["cases"]), entry["reason"])
@@ -246,7 +248,7 @@ def check(c, run=None, expectations=EXPECTATIONS):
     from rich.table import Table
     from analysis import report
     run_dir = run_dir_or_latest(run, RESULTS)
-    judged = judged_runs(run_dir, expectations, archive=False)
+    judged = judged_runs([run_dir], expectations, archive=False)
     out = console()
     out.print("run {}: {} cases".format(run_dir, len(judged)))
     out.print(report.verdict_counts(judged).to_string())
@@ -261,16 +263,18 @@ def check(c, run=None, expectations=EXPECTATIONS):
     raise Exit(code=1)
 
 
-@task(help={"run": "a run directory (default: the newest under results/)",
-            "expectations": "a file or directory of expectation tables (default expectations/)"})
+@task(iterable=["run"], help={
+    "run": "a run directory (default: the newest under results/); repeat to show several runs side by side",
+    "expectations": "a file or directory of expectation tables (default expectations/)",
+    "out": "where the report goes (default <first run>/report/)"})
 @user_errors
-def report(c, run=None, expectations=EXPECTATIONS):
-    """Write a run's report (Markdown and CSVs) into <run>/report/.
+def report(c, run=None, expectations=EXPECTATIONS, out=None):
+    """Write the report of one run, or several side by side, into <run>/report/: HTML, Markdown, CSV, a picture.
 
-    The Markdown has seed 004's layout (rows: system x options, columns: states) for every host of the run beside
-    the archived published runs (archive/), the verdicts, every mismatch, and every option pair per host."""
-    run_dir = run_dir_or_latest(run, RESULTS)
-    path, _, _ = write_report(run_dir, expectations)
+    Every system of the runs and of the archived published runs (archive/) in seed 004's layout (rows: system x
+    options, columns: states), the verdicts, every mismatch with its source, every option pair per host, and a
+    heat map of outcomes by system and case (PNG, SVG)."""
+    path, _, _ = write_report(run or [run_dir_or_latest(None, RESULTS)], expectations, out)
     console().print("report: {}".format(path))
 
 

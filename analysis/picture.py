@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from analysis.labels import system_label  # noqa: E402
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED  # noqa: E402
 
 # Outcome kinds and their colours (Okabe-Ito, safe for colour-blind readers); code 0 is "not measured", and the
@@ -38,15 +39,13 @@ def outcome_codes(outcomes):
 def matrix(judged):
     """(systems x cases table of KINDS codes, 0 where not measured), cases in the order the agents emitted them
     (their lab's table order), grouped by lab. Filled by group codes, not a pivot: 1,000,000 rows in ~0.3 s."""
-    by_system = judged.groupby(["host", "os_family", "os_release"], sort=False, dropna=False)
+    system_codes, systems = pd.factorize(system_label(judged))
     by_case = judged.groupby(["lab", "case_id"], sort=False)
-    systems = by_system.size().index.to_frame(index=False)
     cases = by_case.size().index.to_frame(index=False)
     grid = np.zeros((len(systems), len(cases)), dtype=np.int8)
-    grid[by_system.ngroup().to_numpy(), by_case.ngroup().to_numpy()] = outcome_codes(judged["outcome"])
+    grid[system_codes, by_case.ngroup().to_numpy()] = outcome_codes(judged["outcome"])
     order = np.argsort(cases["lab"].to_numpy(), kind="stable")
-    names = systems["host"] + " (" + systems["os_family"] + " " + systems["os_release"].fillna("").astype(str) + ")"
-    return pd.DataFrame(grid[:, order], index=names.to_numpy(),
+    return pd.DataFrame(grid[:, order], index=np.asarray(systems),
                         columns=pd.MultiIndex.from_frame(cases.iloc[order].reset_index(drop=True)))
 
 

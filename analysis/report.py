@@ -6,39 +6,17 @@ Archived published runs (archive/) stand beside the run's own hosts, so every sy
 """
 import os
 
-import numpy as np
 import pandas as pd
 
 from analysis import picture
+from analysis.labels import MISMATCH_MARK, cell_texts, options_label, system_label
 from analysis.results import write_csv
 from labs import bind_matrix
-from labs.vocabulary import OK, SPECIAL_OUTCOMES
 
 # Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
 SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
                "second_addr": "wildcard", "prober": "other_process"}
-MISMATCH_MARK = " ✗"
 NOT_MEASURED = "·"
-
-
-def cell_texts(frame):
-    """What a reader needs of each case in one cell: the bind outcome, and listen's when only listen failed."""
-    outcome, bind, listen = (frame[column].fillna("").astype(object) for column in ("outcome", "bind", "listen"))
-    text = np.select([outcome.isin(SPECIAL_OUTCOMES) & (outcome != OK), (bind == OK) & ~listen.isin(["", OK]),
-                      bind != ""],
-                     [outcome, "ok, listen " + listen, bind], default=outcome)  # default: failed before bind
-    mismatch = (frame["verdict"] == "mismatch").to_numpy() if "verdict" in frame else False
-    return pd.Series(np.where(mismatch, text + MISMATCH_MARK, text), index=frame.index, dtype=object)
-
-
-def system_label(frame):
-    """'host (os_family os_release)' per row: the row label of a system."""
-    return frame["host"] + " (" + frame["os_family"] + " " + frame["os_release"].fillna("") + ")"
-
-
-def options_label(frame):
-    same = frame["first_opts"] == frame["second_opts"]
-    return frame["first_opts"].where(same, frame["first_opts"] + " → " + frame["second_opts"])
 
 
 def state_pivot(frame, rows):
