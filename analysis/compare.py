@@ -13,7 +13,7 @@ cell is that result; when they disagree, each result is followed by its hosts, w
 import pandas as pd
 
 from analysis.regress import NO_RESULT, PARAMETER_COLUMNS, result_text
-from analysis.report import system_label
+from analysis.labels import system_label
 from analysis.results import load_runs
 from collect.errors import UserError
 

@@ -5,6 +5,10 @@ import pandas as pd
 from labs.vocabulary import OK, SPECIAL_OUTCOMES
 
 MISMATCH_MARK = " ✗"
+NOT_MEASURED = "·"
+# Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
+SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
+               "second_addr": "wildcard", "prober": "other_process"}
 
 
 def cell_texts(frame):

@@ -1,5 +1,5 @@
-"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states), CSVs and a
-picture of the matrix (analysis.picture).
+"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states), CSVs, a
+picture of the matrix (analysis.picture) and one self-contained HTML page (analysis.html).
 
 Every table is a pandas pivot of the tidy table; the Markdown is rendered from the pivots, the CSVs are the pivots.
 Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
@@ -8,15 +8,12 @@ import os
 
 import pandas as pd
 
-from analysis import picture
-from analysis.labels import MISMATCH_MARK, cell_texts, options_label, system_label
+from analysis import html, picture
+from analysis.labels import (MISMATCH_MARK, NOT_MEASURED, SEED_LAYOUT, cell_texts, options_label,
+                             system_label)
 from analysis.results import write_csv
 from labs import bind_matrix
 
-# Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
-SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
-               "second_addr": "wildcard", "prober": "other_process"}
-NOT_MEASURED = "·"
 
 
 def state_pivot(frame, rows):
@@ -102,6 +99,7 @@ def write(judged, run_dir, manifest, out_dir):
     parts += ["## The matrix as a picture", "Outcome of every case by system; below, the cases two or more systems "
               "measured, a marker where they differ.", "![outcomes by system and case](matrix.png)"]
     picture.write(judged, out_dir)
+    html.write(judged, os.path.join(out_dir, "report.html"), "socklab report: run {}".format(manifest["run_id"]))
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("\n\n".join(parts) + "\n")
