@@ -23,7 +23,10 @@ def cell_texts(frame):
 
 def system_label(frame):
     """'host (os_family os_release)' per row: the row label of a system; ' [run_id]' after it where the same host
-    appears in several runs (this month's run beside last month's)."""
+    appears in several runs (this month's run beside last month's). A frame with a `system` column has its labels
+    already (report.write labels a big table once for every table and picture made from it)."""
+    if "system" in frame.columns:
+        return frame["system"]
     label = frame["host"] + " (" + frame["os_family"] + " " + frame["os_release"].fillna("") + ")"
     again = frame.groupby("host", sort=False)["run_id"].transform("nunique") > 1
     return label.where(~again, label + " [" + frame["run_id"] + "]")

@@ -32,8 +32,10 @@ NAMED_CASES = 48  # up to this many columns, each case is named under the panel
 
 
 def outcome_codes(outcomes):
-    """The KINDS code of each outcome (any error name not in KIND_OF is 'other error')."""
-    return outcomes.map(KIND_OF).fillna(OTHER_ERROR).astype(np.int8).to_numpy()
+    """The KINDS code of each outcome (any error name not in KIND_OF is 'other error'), looked up once per
+    distinct outcome."""
+    codes, distinct = pd.factorize(outcomes)
+    return np.array([KIND_OF.get(outcome, OTHER_ERROR) for outcome in distinct], dtype=np.int8)[codes]
 
 
 def matrix(judged):
@@ -82,7 +84,7 @@ def draw(axes, table, title, width=2000):
     colours = ListedColormap([colour for _, colour in KINDS])
     axes.imshow(table.to_numpy(), aspect="auto", interpolation="nearest", cmap=colours, vmin=0,
                 vmax=len(KINDS) - 1)
-    axes.set_yticks(range(len(table.index)), table.index, fontsize=7)
+    axes.set_yticks(range(len(table.index)), table.index, fontsize=7 if len(table.index) <= 70 else 5)
     axes.set_title(title + ("" if step == 1 else " (one column per {} cases)".format(step)), fontsize=9, loc="left")
     columns = table.columns.get_level_values("case_id")
     if len(columns) <= NAMED_CASES:  # few enough to name each case, by the parts of its id that vary here
@@ -98,10 +100,17 @@ def write(judged, out_dir, name="matrix"):
     """<out_dir>/<name>.png and .svg; returns their paths."""
     table = matrix(judged)
     shared, differ = shared_cases(table)
-    height = 1.0 + 0.2 * len(table.index)
+    # a row of 0.2 in per system, less when there are many: the picture stays about a screen high (and quick)
+    row = min(0.2, 7 / len(shared.index))
+    height = 1.0 + row * len(table.index)
     named = len(shared.columns) <= NAMED_CASES
-    figure, (every, both) = plt.subplots(2, 1, figsize=(12, 2 * height + (2.5 if named else 1)),
-                                         constrained_layout=True)
+    size = (12, 2 * height + (2.8 if named else 1.0))
+    # margins from the longest system label and the case names rather than a layout engine: with a hundred
+    # labels, the engine's repeated measuring takes seconds
+    longest = max(len(label) for label in table.index)
+    figure, (every, both) = plt.subplots(2, 1, figsize=size, gridspec_kw={"hspace": 0.5 / height})
+    figure.subplots_adjust(left=min(0.5, (0.25 + 0.06 * longest) / size[0]), right=0.99, top=1 - 0.3 / size[1],
+                           bottom=(0.55 + (2.2 if named else 0.0)) / size[1])
     draw(every, table, "every case ({:,}), in the order of the lab's table".format(len(table.columns)))
     if len(shared.columns):
         draw(both, shared, "cases two or more systems measured ({:,}); they differ in {:,}".format(
@@ -110,7 +119,7 @@ def write(judged, out_dir, name="matrix"):
         both.set_axis_off()
         both.set_title("no case was measured by two systems", fontsize=9, loc="left")
     figure.legend(handles=[Patch(facecolor=colour, edgecolor="#666666", label=label) for label, colour in KINDS],
-                  loc="outside lower center", ncols=len(KINDS), fontsize=8, frameon=False)
+                  loc="lower center", ncols=len(KINDS), fontsize=8, frameon=False)
     paths = [os.path.join(out_dir, "{}.{}".format(name, kind)) for kind in ("png", "svg")]
     for path in paths:
         figure.savefig(path, dpi=110)

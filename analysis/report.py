@@ -63,17 +63,19 @@ def markdown_table(frame, index=True):
     """A pivot's row labels become ordinary columns (one per index level), so a reader sees no tuples."""
     if frame.empty:
         return "_(none)_"
-    return frame.reset_index().to_markdown(index=False) if index else frame.to_markdown(index=False)
+    frame = frame.reset_index() if index else frame
+    return frame.to_markdown(index=False, disable_numparse=True)  # cells are text: tabulate need not parse numbers
 
 
 def write(judged, run_dir, manifest, out_dir):
     """report.md and its CSVs into out_dir; returns the path of report.md."""
     os.makedirs(out_dir, exist_ok=True)
+    judged = judged.assign(system=system_label(judged))
     seed = seed_table(judged)
     counts = verdict_counts(judged[judged["run_id"] == manifest["run_id"]])
     wrong = mismatches(judged)
     seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
-    write_csv(judged, os.path.join(out_dir, "judged.csv"))
+    write_csv(judged.drop(columns="system"), os.path.join(out_dir, "judged.csv"))
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
     parts = [
         "# socklab report: run {}".format(manifest["run_id"]),
