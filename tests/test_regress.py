@@ -335,3 +335,24 @@ def test_compare_an_unknown_system_is_a_user_error(runs):
     _, first, _, _ = runs
     with pytest.raises(UserError, match="--a: no host or OS family 'plan9'"):
         system_diff(load_runs([first, SEED]), "plan9", "linux")
+
+
+def test_the_tasks_as_a_user_runs_them(runs, tmp_path, invoke):
+    """invoke regress / baseline / history / compare: exit statuses a CI job can use, one line for a mistake."""
+    out, first, second, doctored = runs
+    changed = invoke("regress", "--baseline", second, "--current", doctored, "--out", str(tmp_path / "changed"))
+    assert changed.returncode == 1 and STOLEN in changed.stdout and NEW_RELEASE in changed.stdout
+    same = invoke("regress", "--baseline", first, "--current", second, "--out", str(tmp_path / "same"))
+    assert same.returncode == 0, same.stdout + same.stderr
+    promoted = invoke("baseline", second, "--folder", str(tmp_path / "baselines"))
+    assert promoted.returncode == 0 and (tmp_path / "baselines" / (HOST + ".csv")).exists()
+    against = invoke("regress", "--baseline", str(tmp_path / "baselines"), "--current", doctored,
+                     "--out", str(tmp_path / "against"))
+    assert against.returncode == 1
+    history = invoke("history", "--host", HOST, "--runs", out)
+    assert history.returncode == 0 and NEW_RELEASE in history.stdout
+    compared = invoke("compare", HOST, "winxp-sp3", "--run", second, "--run", os.path.join(REPO, "archive",
+                                                                                          "seed004-2010"))
+    assert compared.returncode == 0 and "winxp-sp3" in compared.stdout
+    wrong = invoke("regress", "--baseline", str(tmp_path / "nothing-here"), "--current", second)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
