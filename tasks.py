@@ -281,17 +281,23 @@ def report(c, run=None, expectations=EXPECTATIONS, out=None):
 BASELINES = os.path.relpath(os.path.join(HERE, "baselines"))
 
 
-@task(help={"baseline": "a run directory, or a baseline folder (default baselines/)",
-            "current": "a run directory (default: the newest under results/)",
-            "out": "where regress.md and regress.json go (default <current>/regress/)"})
+@task(iterable=["pair"], help={
+    "baseline": "a run directory, or a baseline folder (default baselines/)",
+    "current": "a run directory (default: the newest under results/)",
+    "out": "where regress.md and regress.json go (default <current>/regress/)",
+    "pair": "BASELINE_HOST=CURRENT_HOST: compare two different hosts case by case, e.g. local=debian12-vm "
+            "(this machine against a VM with another kernel); repeatable"})
 @user_errors
-def regress(c, baseline=BASELINES, current=None, out=None):
+def regress(c, baseline=BASELINES, current=None, out=None, pair=None):
     """Cases that changed per host between two runs (or a run and its baselines), with the host facts that changed.
 
     Writes Markdown and JSON; exit 1 if a case with a result on both sides changed its outcome (inconclusive, added
     and removed cases are listed, and do not fail)."""
     from analysis.regress import regress as regression
-    raise Exit(code=regression(baseline, current or run_dir_or_latest(None, RESULTS), out, console()))
+    pairs = [tuple(text.split("=", 1)) for text in pair]
+    if any(len(names) != 2 or not all(names) for names in pairs):
+        raise UserError("write each pair as BASELINE_HOST=CURRENT_HOST", field="--pair")
+    raise Exit(code=regression(baseline, current or run_dir_or_latest(None, RESULTS), out, console(), pairs))
 
 
 @task(help={"run": "the run whose hosts become the baseline", "folder": "where baselines live (default baselines/)"})

@@ -257,9 +257,29 @@ def case_changes(baseline_cases, current_cases):
     return changes[columns].fillna("").reset_index(drop=True)
 
 
-def regression(baseline, current):
-    """The Regression between two sides, each a run directory or a baseline folder."""
-    baseline_side, current_side = load_side(baseline), load_side(current)
+def renamed(side, names):
+    """The side with some hosts under other names ({old: new})."""
+    return side._replace(cases=side.cases.assign(host=side.cases["host"].replace(names)),
+                         facts={names.get(host, host): facts for host, facts in side.facts.items()},
+                         status={names.get(host, host): status for host, status in side.status.items()})
+
+
+def paired_sides(baseline_side, current_side, pairs):
+    """Both sides with each (baseline host, current host) pair under one name, "current (vs baseline)": a host
+    compared with another (a VM with another kernel against this machine) as if it were its later self."""
+    for names, side in ((dict(pairs), baseline_side), (dict((b, a) for a, b in pairs), current_side)):
+        missing = sorted(set(names) - set(side.status))
+        if missing:
+            raise UserError("no host {!r} on that side".format(missing[0]), field="--pair")
+    labels = {(baseline, current): "{} (vs {})".format(current, baseline) for baseline, current in pairs}
+    return (renamed(baseline_side, {baseline: label for (baseline, _), label in labels.items()}),
+            renamed(current_side, {current: label for (_, current), label in labels.items()}))
+
+
+def regression(baseline, current, pairs=()):
+    """The Regression between two sides, each a run directory or a baseline folder; `pairs` of (baseline host,
+    current host) compare two different hosts case by case."""
+    baseline_side, current_side = paired_sides(load_side(baseline), load_side(current), pairs)
     hosts = host_comparison(baseline_side, current_side)
     compared = list(hosts.loc[hosts["comparison"] == COMPARED, "host"])
     cases = case_changes(baseline_side.cases[baseline_side.cases["host"].isin(compared)],
@@ -362,10 +382,11 @@ def summarise(regression, paths, console):
     console.print("regression: {}\n            {}".format(*paths), markup=False)
 
 
-def regress(baseline, current, out=None, console=None):
-    """Compare `current` with `baseline` (each a run directory or a baseline folder), write regress.md and
-    regress.json into `out` (default <current run>/regress/), summarise on `console`; returns the exit status."""
-    result = regression(baseline, current)
+def regress(baseline, current, out=None, console=None, pairs=()):
+    """Compare `current` with `baseline` (each a run directory or a baseline folder; `pairs` as in regression),
+    write regress.md and regress.json into `out` (default <current run>/regress/), summarise on `console`; returns
+    the exit status."""
+    result = regression(baseline, current, pairs)
     if out is None:
         if not result.current.is_run:
             raise UserError("the current side is a baseline folder: name a folder for the regression",

@@ -356,3 +356,26 @@ def test_the_tasks_as_a_user_runs_them(runs, tmp_path, invoke):
     assert compared.returncode == 0 and "winxp-sp3" in compared.stdout
     wrong = invoke("regress", "--baseline", str(tmp_path / "nothing-here"), "--current", second)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_two_different_hosts_compared_case_by_case(runs, tmp_path, invoke):
+    """--pair local=twin: a host against another (a VM with another kernel against this machine)."""
+    _, _, second, _ = runs
+    with open(os.path.join(second, HOST + ".jsonl")) as stream:
+        records = [json.loads(line) for line in stream]
+    for record in records:
+        if record.get("case_id") == STOLEN:
+            record.update(DOCTORED_CASES[STOLEN])
+    captured = tmp_path / "twin.jsonl"
+    captured.write_text("".join(json.dumps(record) + "\n" for record in records))
+    imported = invoke("import", str(captured), "--host", "twin", "--out", str(tmp_path / "runs"))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    (twin_run,) = run_dirs(str(tmp_path / "runs"))
+    done = invoke("regress", "--baseline", second, "--current", twin_run, "--pair", HOST + "=twin",
+                  "--out", str(tmp_path / "regress"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = regression(second, twin_run, [(HOST, "twin")])
+    assert set(zip(result.cases["kind"], result.cases["case_id"])) == {("changed", STOLEN)}
+    assert list(result.hosts["host"]) == ["twin (vs {})".format(HOST)]
+    wrong = invoke("regress", "--baseline", second, "--current", twin_run, "--pair", "nobody=twin")
+    assert wrong.returncode == 2 and "--pair: no host 'nobody'" in wrong.stderr
