@@ -424,8 +424,9 @@ def agent(c, out="socklab-agent.pyz"):
     console().print("{}: {} ({} bytes, sha256 {})".format(out, name, len(data), sha256))
 
 
-@task(help={"args": "extra pytest arguments, e.g. -k witness"})
-def test(c, args=""):
-    """Run the test suite (pytest)."""
+@task(help={"args": "extra pytest arguments, e.g. -k witness",
+            "slow": "also the slow tests, which boot a QEMU VM (minutes)"})
+def test(c, args="", slow=False):
+    """Run the test suite (pytest); --slow adds the tests that boot a lab VM."""
     with c.cd(HERE):
-        c.run("{} -m pytest {}".format(sys.executable, args), pty=False)
+        c.run("{} -m pytest {}".format(sys.executable, args), pty=False, env={"SOCKLAB_SLOW": "1"} if slow else {})
