@@ -108,8 +108,14 @@ def run_host(job, transport, store, display, stop):
             raise TransportError("agent output ended before its end record")
         store.update_host(name, status=results_store.COMPLETED, cases=cases, ended=results_store.now())
         display.state(name, "completed")
-    except TransportError as exc:
-        reason = "interrupted" if stop.is_set() else str(exc)
+    except Exception as exc:  # a host's fault, or a bug met on one host: either way the other hosts go on
+        if stop.is_set():
+            reason = "interrupted"
+        elif isinstance(exc, TransportError):
+            reason = str(exc)
+        else:
+            reason = "unexpected {}: {}".format(type(exc).__name__, exc)
+            display.console.print_exception()
         store.update_host(name, status=results_store.FAILED, reason=reason, cases=cases, ended=results_store.now())
         display.state(name, "failed: " + reason)
     finally:

@@ -227,7 +227,7 @@ class SshTransport:
         if not found["present"]:
             try:
                 connection.put(io.BytesIO(data), remote=sftp_path(found["agent"]), preserve_mode=False)
-            except (OSError, paramiko.SSHException) as exc:
+            except (OSError, EOFError, paramiko.SSHException) as exc:
                 raise TransportError("pushing the agent to {} failed: {}".format(found["agent"], exc)) from None
         return found
 
@@ -261,13 +261,19 @@ class SshTransport:
             found = self.install(connection)
             # Fabric's run() waits for a command to end; a stream of lines with a heartbeat beside it is
             # paramiko's channel API, which Fabric itself is built on.
-            channel = connection.client.get_transport().open_session()
+            python = self.python_words() if self.settings.get("python") else [found["python"]]
+            try:
+                channel = connection.client.get_transport().open_session()
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise TransportError("starting the agent: {}".format(exc or type(exc).__name__)) from None
             errors = deque(maxlen=20)
             heartbeat = None
             try:
-                python = self.python_words() if self.settings.get("python") else [found["python"]]
-                channel.exec_command(self.shell.command(python + [found["agent"], "--serve"]))
-                channel.sendall(request_line(dict(request, work_in=found["folder"], watchdog=WATCHDOG_SECONDS)))
+                try:
+                    channel.exec_command(self.shell.command(python + [found["agent"], "--serve"]))
+                    channel.sendall(request_line(dict(request, work_in=found["folder"], watchdog=WATCHDOG_SECONDS)))
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    raise TransportError("starting the agent: {}".format(exc or type(exc).__name__)) from None
                 heartbeat = Heartbeat(channel.sendall)
                 threading.Thread(target=self.read_errors, args=(channel, errors), daemon=True).start()
                 yield self.lines(channel)
