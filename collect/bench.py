@@ -4,7 +4,8 @@
 - the controller: run-all's wall time over 1 and over 8 lab hosts in network namespaces (testbed/), each a real
   sshd, and the ratio of the two (the target: 8 hosts take at most 1.5x the time of one);
 - the analysis: load + expectations diff + report of a synthetic 1,000,000-row run of 100 hosts (targets: under
-  10 s, under 2 GB).
+  10 s, under 2 GB);
+- bind_matrix cells per second inside a Debian 12 VM under QEMU's software emulation (testbed.vm).
 """
 import json
 import os
@@ -37,18 +38,18 @@ def cells_per_second(where):
     return cases, time.perf_counter() - started, witness
 
 
-def agents_cpu_seconds(store):
-    """The CPU time the agents and their probers used on the hosts, from their end records."""
-    total = 0.0
+def end_records(store):
+    """The agents' end records of a stored run (cases, seconds, cpu_seconds), one per host."""
+    ends = []
     for name in store.manifest["hosts"]:
         with open(os.path.join(store.path, name + ".jsonl"), encoding="utf-8") as stream:
-            total += sum(json.loads(line).get("cpu_seconds", 0) for line in stream if '"record": "end"' in line)
-    return total
+            ends += [json.loads(line) for line in stream if '"record": "end"' in line]
+    return ends
 
 
 def run_wall_time(hosts, inventory, where, folder):
-    """(seconds, cases, agents' CPU seconds) of the collection part of run-all (connect, push if needed, run,
-    store every line)."""
+    """(seconds, cases, agents' CPU seconds, the stored run) of the collection part of run-all (connect, push if
+    needed, run, store every line)."""
     store = RunStore(folder, [host.name for host in hosts], ["bind_matrix"], where)
     jobs = [new_job(host, ["bind_matrix"], where) for host in hosts]
     started = time.perf_counter()
@@ -59,11 +60,13 @@ def run_wall_time(hosts, inventory, where, folder):
     failed = [name for name, entry in store.manifest["hosts"].items() if entry["status"] != "completed"]
     if failed:
         raise RuntimeError("bench run failed on {}: {}".format(failed[0], store.manifest["hosts"][failed[0]]))
-    return seconds, sum(entry["cases"] for entry in store.manifest["hosts"].values()), agents_cpu_seconds(store)
+    ends = end_records(store)
+    return seconds, sum(end["cases"] for end in ends), sum(end.get("cpu_seconds", 0) for end in ends), store
 
 
 def hosts_wall_times(where, counts=(1, 8), rounds=3):
-    """{count: [(seconds, cases, agents' CPU seconds) per round]} over that many namespace hosts; the agent is pushed before timing."""
+    """{count: [(seconds, cases, agents' CPU seconds) per round]} over that many namespace hosts; the agent is
+    pushed before timing."""
     from testbed.lab import Lab
     with tempfile.TemporaryDirectory() as folder:
         lab = Lab.up(os.path.join(folder, "lab"), count=max(counts))
@@ -71,7 +74,7 @@ def hosts_wall_times(where, counts=(1, 8), rounds=3):
             inventory = inventories.load(lab.inventory)
             hosts = inventory.select()
             run_wall_time(hosts, inventory, where, os.path.join(folder, "runs"))  # pushes the agent everywhere
-            return {count: [run_wall_time(hosts[:count], inventory, where, os.path.join(folder, "runs"))
+            return {count: [run_wall_time(hosts[:count], inventory, where, os.path.join(folder, "runs"))[:3]
                             for _ in range(rounds)] for count in counts}
         finally:
             lab.down()
@@ -151,3 +154,20 @@ def report_at_scale(archive, expectations, hosts=100, rows=1_000_000):
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
                               text=True, check=True)
         return json.loads(done.stdout)
+
+
+def vm_cells_per_second(where, progress=print):
+    """(cases, the agent's seconds from its start to its end record, the guest's kernel) of bind_matrix in the
+    Debian 12 VM (testbed.vm), booted for it and powered off after."""
+    from testbed.vm import Vm
+    with tempfile.TemporaryDirectory() as folder:
+        vm = Vm.up(os.path.join(folder, "vm"), progress=progress)
+        try:
+            inventory = inventories.load(vm.inventory)
+            _, _, _, store = run_wall_time(inventory.select(), inventory, where, os.path.join(folder, "runs"))
+            (end,) = end_records(store)
+            with open(os.path.join(store.path, vm.name + ".jsonl"), encoding="utf-8") as stream:
+                release = json.loads(stream.readline())["os_release"]
+            return end["cases"], end["seconds"], release
+        finally:
+            vm.down()
