@@ -4,19 +4,21 @@ host facts that changed beside them so the cause is in view.
 A side is a run directory (manifest.json, <host>.jsonl) or a baseline folder (<host>.csv, <host>.facts.json, made
 by promote_baseline and kept under version control). Cases are matched by host, lab and case_id.
 
-A case's result is its outcome and the step that gave it: "bind EADDRINUSE", "listen EADDRINUSE", "ok",
-"unsupported". An EADDRINUSE that moves from listen() to bind() is a change although the outcome reads the same.
-Each matched case that differs falls in one kind:
+A case's result is its outcome and the step that gave it: "bind EADDRINUSE", "listen EADDRINUSE", "ok". An
+EADDRINUSE that moves from listen() to bind() is a change although the outcome reads the same. A case is witnessed
+when it has a result: not inconclusive or error (nothing claimed), nor unsupported (the host could not build it: an
+option it lacks, or other_user where the agent is not root). Each matched case that differs falls in one kind:
 
-    changed            a result on both sides, and they differ                         -> exit status 1
-    now_inconclusive   a result in the baseline, none now (inconclusive or error)       reported
-    now_witnessed      none in the baseline (inconclusive or error), a result now      reported
+    changed            witnessed on both sides, and the results differ                  -> exit status 1
+    now_inconclusive   witnessed in the baseline, inconclusive or error now             reported
+    now_unsupported    witnessed in the baseline, unsupported now                       reported
+    now_witnessed      not witnessed in the baseline, witnessed now                     reported
     added, removed     the case is on one side only (another --where, a host cut short) reported
 
-Only `changed` fails: it is the OS answering differently. The others say the measurement differs (a state not
-witnessed this time, a narrower run), and are listed for a reader to judge. `unsupported` is a result: the host
-refused to build the case, which is behaviour. A case without a result on either side is no change. Hosts on one
-side only are listed as "no baseline" or "not in current", and do not fail either.
+Only `changed` fails: it is the OS answering differently in a case witnessed on both sides. The others say the
+measurement differs (a state not witnessed this time, a case the host could not build, a narrower run), and are
+listed for a reader to judge. A case witnessed on neither side is no change. Hosts on one side only are listed as
+"no baseline" or "not in current", and do not fail either.
 """
 import glob
 import importlib
@@ -31,24 +33,28 @@ from analysis.results import read_host_log, read_manifest
 from collect.errors import UserError
 from collect.store import COMPLETED
 from labs import LABS
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES
+from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED
 
 LAB_MODULES = {name: importlib.import_module("labs." + name) for name in LABS}
 PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS))
 STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
 NO_RESULT = (INCONCLUSIVE, ERROR)  # outcomes that claim nothing about the OS
+# Not a witnessed case either: the host could not build it (an option it lacks; other_user where the agent is not
+# root). A result that becomes unsupported is listed apart, and does not fail.
+NOT_WITNESSED = NO_RESULT + (UNSUPPORTED,)
 KEY = ["host", "lab", "case_id"]
 CASE_COLUMNS = KEY + ["outcome"] + STEP_COLUMNS + ["witness"] + PARAMETER_COLUMNS
 BASELINE_COLUMNS = ["lab", "case_id", "outcome"] + STEP_COLUMNS + ["witness"]
 REQUIRED_BASELINE_COLUMNS = ("lab", "case_id", "outcome")
 # Host facts an outcome may depend on; every sysctl of the host record is compared as well.
 COMPARED_FACTS = ("os_family", "os_release", "os_version", "python", "admin", "options", "witness")
-KINDS = {"changed": "Outcome changed", "now_inconclusive": "Now inconclusive", "now_witnessed": "Now witnessed",
-         "added": "Cases added", "removed": "Cases removed"}
+KINDS = {"changed": "Outcome changed", "now_inconclusive": "Now inconclusive", "now_unsupported": "Now unsupported",
+         "now_witnessed": "Now witnessed", "added": "Cases added", "removed": "Cases removed"}
 FAILING_KIND = "changed"
 # What the Markdown shows of each kind besides the parameters: a witness tells why a case is now inconclusive.
 KIND_COLUMNS = {"changed": ["baseline", "current"], "now_inconclusive": ["baseline", "current", "witness_current"],
-                "now_witnessed": ["baseline", "current"], "added": ["current"], "removed": ["baseline"]}
+                "now_unsupported": ["baseline", "current"], "now_witnessed": ["baseline", "current"],
+                "added": ["current"], "removed": ["baseline"]}
 COMPARED, NO_BASELINE, NOT_IN_CURRENT = "compared", "no baseline", "not in current"
 ABSENT = "(absent)"
 CONSOLE_ROWS = 20  # changed cases printed on the console; the Markdown has them all
@@ -238,12 +244,13 @@ def case_changes(baseline_cases, current_cases):
     merged = baseline_cases[columns].merge(current_cases[columns], on=KEY, how="outer", indicator=True,
                                            suffixes=("_baseline", "_current"))
     in_baseline, in_current = merged["_merge"] != "right_only", merged["_merge"] != "left_only"
-    had = in_baseline & ~merged["outcome_baseline"].isin(NO_RESULT)
-    has = in_current & ~merged["outcome_current"].isin(NO_RESULT)
+    had = in_baseline & ~merged["outcome_baseline"].isin(NOT_WITNESSED)
+    has = in_current & ~merged["outcome_current"].isin(NOT_WITNESSED)
     kind = np.select(
         [~in_current, ~in_baseline, had & has & (merged["result_baseline"] != merged["result_current"]),
-         had & in_current & ~has, in_baseline & ~had & has],
-        ["removed", "added", "changed", "now_inconclusive", "now_witnessed"], "")
+         had & merged["outcome_current"].isin(NO_RESULT), had & (merged["outcome_current"] == UNSUPPORTED),
+         in_baseline & ~had & has],
+        ["removed", "added", "changed", "now_inconclusive", "now_unsupported", "now_witnessed"], "")
     changes = merged.assign(kind=kind)[kind != ""].drop(columns="_merge")
     both = pd.concat([current_cases, baseline_cases])
     parameters = both.assign(order=run_order(both, KEY))[KEY + PARAMETER_COLUMNS + ["order"]].drop_duplicates(KEY)
@@ -309,9 +316,9 @@ def shown_columns(rows, extra):
 
 def rule_text(regression):
     failing = int((regression.cases["kind"] == FAILING_KIND).sum())
-    return ("Exit status {}: {} case(s) with a result on both sides changed outcome. Only those fail; cases now "
-            "inconclusive, now witnessed, added or removed, and hosts on one side only, are reported without "
-            "failing.".format(regression.exit_status, failing))
+    return ("Exit status {}: {} case(s) witnessed on both sides changed outcome. Only those fail; cases now "
+            "inconclusive, now unsupported, now witnessed, added or removed, and hosts on one side only, are "
+            "reported without failing.".format(regression.exit_status, failing))
 
 
 def markdown(regression):

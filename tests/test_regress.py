@@ -153,7 +153,7 @@ def test_a_doctored_run_shows_exactly_its_cells_and_facts_and_exits_1(runs, tmp_
     assert written["exit_status"] == 1
     assert {(row["kind"], row["case_id"]) for row in written["cases"]} == EXPECTED_CASES
     assert written["hosts"] == [dict(host=HOST, comparison="compared", changed=2, now_inconclusive=1,
-                                     now_witnessed=0, added=1, removed=1, facts_changed=3,
+                                     now_unsupported=0, now_witnessed=0, added=1, removed=1, facts_changed=3,
                                      current_status="completed")]
     with open(os.path.join(out, "regress.md")) as stream:
         text = stream.read()
@@ -363,9 +363,12 @@ def test_two_different_hosts_compared_case_by_case(runs, tmp_path, invoke):
     _, _, second, _ = runs
     with open(os.path.join(second, HOST + ".jsonl")) as stream:
         records = [json.loads(line) for line in stream]
+    unbuilt = case("TIME_WAIT", "none", "none")  # a twin that could not build this one: not witnessed there
     for record in records:
         if record.get("case_id") == STOLEN:
             record.update(DOCTORED_CASES[STOLEN])
+        if record.get("case_id") == unbuilt:
+            record.update(outcome="unsupported", errno=None, witness="", bind="", listen="", detail="not here")
     captured = tmp_path / "twin.jsonl"
     captured.write_text("".join(json.dumps(record) + "\n" for record in records))
     imported = invoke("import", str(captured), "--host", "twin", "--out", str(tmp_path / "runs"))
@@ -375,7 +378,8 @@ def test_two_different_hosts_compared_case_by_case(runs, tmp_path, invoke):
                   "--out", str(tmp_path / "regress"))
     assert done.returncode == 1, done.stdout + done.stderr
     result = regression(second, twin_run, [(HOST, "twin")])
-    assert set(zip(result.cases["kind"], result.cases["case_id"])) == {("changed", STOLEN)}
+    assert set(zip(result.cases["kind"], result.cases["case_id"])) == {("changed", STOLEN),
+                                                                       ("now_unsupported", unbuilt)}
     assert list(result.hosts["host"]) == ["twin (vs {})".format(HOST)]
     wrong = invoke("regress", "--baseline", second, "--current", twin_run, "--pair", "nobody=twin")
     assert wrong.returncode == 2 and "--pair: no host 'nobody'" in wrong.stderr
