@@ -9,7 +9,8 @@ directly (no bootloader). A cache entry is named by a hash of the recipe: a chan
 
 Vm.up() boots the image under QEMU with TCG (this machine's KVM cannot run it) and -snapshot, so the cached image is
 never written. Each VM gets a throwaway client key, handed to the guest through QEMU's fw_cfg: a boot unit in the
-image installs it as the lab user's authorized_keys before sshd starts. The caller's folder holds vm.json,
+image installs it as the lab user's and root's authorized_keys before sshd starts (the inventory logs in as root,
+so that the agent measures the other_user prober as it does on this machine). The caller's folder holds vm.json,
 hosts.yaml, the client key, known_hosts, the serial console's log, QEMU's pid file and its QMP socket. Vm.load()
 finds a VM again; down() powers it off (ACPI power button, then signals) and removes the folder's files.
 """
@@ -47,6 +48,7 @@ SUITE = "bookworm"
 GUEST_PACKAGES = ["linux-image-amd64", "openssh-server", "python3", "iproute2", "systemd-sysv", "udev", "kmod",
                   "dbus"]
 GUEST_USER = "lab"
+AGENT_USER = "root"  # the inventory's user: see SSHD_CONFIG
 GUEST_HOSTNAME = "debian12-vm"
 IMAGE_SIZE = "2G"
 # fw_cfg names a guest may read must start with opt/
@@ -55,16 +57,19 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 
 AUTHORIZED_KEYS_SCRIPT = f"""\
 #!/bin/sh
-# written by socklab's testbed: this boot's client key, handed over by QEMU's fw_cfg, is the lab user's only key
+# written by socklab's testbed: this boot's client key, handed over by QEMU's fw_cfg, is the only key of the lab
+# user and of root
 set -e
 modprobe qemu_fw_cfg
 install -o {GUEST_USER} -g {GUEST_USER} -m 0600 /sys/firmware/qemu_fw_cfg/by_name/{FW_CFG_KEYS}/raw \\
     /home/{GUEST_USER}/.ssh/authorized_keys
+install -d -m 0700 /root/.ssh
+install -m 0600 /sys/firmware/qemu_fw_cfg/by_name/{FW_CFG_KEYS}/raw /root/.ssh/authorized_keys
 """
 
 AUTHORIZED_KEYS_UNIT = """\
 [Unit]
-Description=socklab: the lab user's authorized_keys, from QEMU's fw_cfg
+Description=socklab: the lab user's and root's authorized_keys, from QEMU's fw_cfg
 Before=ssh.service
 
 [Service]
@@ -76,13 +81,15 @@ WantedBy=multi-user.target
 """
 
 SSHD_CONFIG = f"""\
-# written by socklab's testbed: key logins of the lab user only (Debian's sshd_config reads this first)
+# written by socklab's testbed: key logins only (Debian's sshd_config reads this first)
 HostKey {HOST_KEY}
-AllowUsers {GUEST_USER}
+AllowUsers {GUEST_USER} {AGENT_USER}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-PermitRootLogin no
+# the agent runs as root, as socklab's local host does, so that its other_user prober is measured too: a
+# throwaway VM on 127.0.0.1, a throwaway key, no password
+PermitRootLogin prohibit-password
 # a parallel controller opens many connections and sessions at once
 MaxStartups 100:30:200
 MaxSessions 50
@@ -118,7 +125,7 @@ GUEST_COMMANDS = [
 ]
 
 # make_image()'s own steps are code, not data: count up when they change what goes into the image
-RECIPE_REVISION = 1
+RECIPE_REVISION = 2
 
 KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 panic=1"
 
@@ -520,7 +527,7 @@ class Vm:
             "    transport: ssh",
             "    address: 127.0.0.1",
             f"    port: {self.port}",
-            f"    user: {GUEST_USER}",
+            f"    user: {AGENT_USER}",
             f"    key: {yaml_text(self.path(CLIENT_KEY))}",
             f"    known_hosts: {yaml_text(self.path(KNOWN_HOSTS))}",
             # TCG makes the guest slow: connecting and the agent's first output take longer than on a real host
