@@ -29,6 +29,7 @@ KIND_OF = {OK: 1, "EADDRINUSE": 2, UNSUPPORTED: 4, INCONCLUSIVE: 5, ERROR: 6}
 OTHER_ERROR, DIFFER = 3, 7
 DIFFER_ROW = "systems differ \u25b6"
 NAMED_CASES = 48  # up to this many columns, each case is named under the panel
+MANY_SYSTEMS = 60  # beyond this many rows, a row is labelled with its host name only
 
 
 def outcome_codes(outcomes):
@@ -79,12 +80,18 @@ def fitted(table, width):
     return pd.DataFrame(kept, index=table.index, columns=table.columns[::step]), step
 
 
+def row_labels(systems):
+    """The systems' labels; beyond MANY_SYSTEMS rows are too thin for the OS part: host names (the HTML has it)."""
+    return list(systems) if len(systems) <= MANY_SYSTEMS else [label.split(" (")[0] for label in systems]
+
+
 def draw(axes, table, title, width=2000):
     table, step = fitted(table, width)
     colours = ListedColormap([colour for _, colour in KINDS])
     axes.imshow(table.to_numpy(), aspect="auto", interpolation="nearest", cmap=colours, vmin=0,
                 vmax=len(KINDS) - 1)
-    axes.set_yticks(range(len(table.index)), table.index, fontsize=7 if len(table.index) <= 70 else 5)
+    labels = row_labels(table.index)
+    axes.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) <= MANY_SYSTEMS else 5)
     axes.set_title(title + ("" if step == 1 else " (one column per {} cases)".format(step)), fontsize=9, loc="left")
     columns = table.columns.get_level_values("case_id")
     if len(columns) <= NAMED_CASES:  # few enough to name each case, by the parts of its id that vary here
@@ -107,7 +114,7 @@ def write(judged, out_dir, name="matrix"):
     size = (12, 2 * height + (2.8 if named else 1.0))
     # margins from the longest system label and the case names rather than a layout engine: with a hundred
     # labels, the engine's repeated measuring takes seconds
-    longest = max(len(label) for label in table.index)
+    longest = max(len(label) for label in row_labels(shared.index))
     figure, (every, both) = plt.subplots(2, 1, figsize=size, gridspec_kw={"hspace": 0.5 / height})
     figure.subplots_adjust(left=min(0.5, (0.25 + 0.06 * longest) / size[0]), right=0.99, top=1 - 0.3 / size[1],
                            bottom=(0.55 + (2.2 if named else 0.0)) / size[1])
@@ -121,7 +128,8 @@ def write(judged, out_dir, name="matrix"):
     figure.legend(handles=[Patch(facecolor=colour, edgecolor="#666666", label=label) for label, colour in KINDS],
                   loc="lower center", ncols=len(KINDS), fontsize=8, frameon=False)
     paths = [os.path.join(out_dir, "{}.{}".format(name, kind)) for kind in ("png", "svg")]
-    for path in paths:
-        figure.savefig(path, dpi=110)
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG text as text, not as glyph outlines: smaller and faster
+        for path in paths:
+            figure.savefig(path, dpi=110)
     plt.close(figure)
     return paths
