@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
-from testbed import keys, netns, network, procs, system, users
+from testbed import keys, netns, network, procs, records, system, users
 from testbed.errors import LabError
 from testbed.sshd import SSHD, Sshd
 
@@ -130,11 +130,7 @@ class Lab:
     def load(cls, folder):
         """The lab described by folder/lab.json (written by up(), possibly in another process)."""
         folder = os.path.abspath(folder)
-        try:
-            with open(os.path.join(folder, RECORD)) as file:
-                record = json.load(file)
-        except (OSError, ValueError) as error:
-            raise LabError(f"no lab in {folder}: cannot read {RECORD} ({error})")
+        record = records.read(folder, RECORD, "lab")
         return cls(folder, record, [host_from_record(host, record) for host in record.get("hosts", [])])
 
     @property

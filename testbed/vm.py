@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from testbed import keys, procs, system
+from testbed import keys, procs, records, system
 from testbed.errors import LabError
 from testbed.lab import free_port, yaml_text
 
@@ -407,11 +407,7 @@ class Vm:
     def load(cls, folder):
         """The VM described by folder/vm.json (written by up(), possibly in another process)."""
         folder = os.path.abspath(folder)
-        try:
-            with open(os.path.join(folder, RECORD)) as file:
-                return cls(folder, json.load(file))
-        except (OSError, ValueError) as error:
-            raise LabError(f"no VM in {folder}: cannot read {RECORD} ({error})")
+        return cls(folder, records.read(folder, RECORD, "VM"))
 
     def path(self, name):
         return os.path.join(self.folder, name)
