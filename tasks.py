@@ -1,7 +1,9 @@
 """socklab's tasks: `invoke --list` shows them, `invoke --help TASK` explains one.
 
-Exit status: 0 all went well; 1 a host did not complete (run, run-all) or a case disagrees with the expectations
-(check); 2 a mistake in what was given (a file, a name, an option), told in one line naming file, line and field.
+Exit status: 0 all went well; 1 a host did not complete or could not be reached (run-all, run, import, hosts,
+baseline), a case disagrees with the expectations (check), a witnessed case changed (regress), or a test bed could
+not be built or removed (lab-up, lab-vm-up, ...); 2 a mistake in what was given (a file, a name, an option), told
+in one line naming file, line and field.
 """
 import functools
 import importlib
