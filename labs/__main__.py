@@ -26,7 +26,6 @@ def emit(record):
 
 def plan(names, where, skip):
     """[(name, module, [params...])] for the labs asked for, less the cases in `skip` ({lab: [case_id]})."""
-    host = None
     with Witness(platform_family()) as witness:
         host = hostfacts.collect(witness.method)
     plans = []
