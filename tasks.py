@@ -6,7 +6,6 @@ not be built or removed (lab-up, lab-vm-up, ...); 2 a mistake in what was given 
 in one line naming file, line and field.
 """
 import functools
-import importlib
 import json
 import os
 import platform
@@ -52,7 +51,7 @@ def console():
 
 def checked_labs(labs, where):
     """The lab names asked for (all when none), each known, and the --where columns each of them has."""
-    from labs import LABS
+    from labs import LABS, module
     from labs.selection import check_where, parse_where
     for name in labs:
         if name not in LABS:
@@ -61,7 +60,7 @@ def checked_labs(labs, where):
     try:
         parsed = parse_where(where)
         for name in chosen:
-            check_where(importlib.import_module("labs." + name), parsed)
+            check_where(module(name), parsed)
     except ValueError as exc:
         raise UserError(str(exc), field="--where") from None
     return chosen

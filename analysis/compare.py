@@ -12,9 +12,9 @@ cell is that result; when they disagree, each result is followed by its hosts, w
 """
 import pandas as pd
 
-from analysis.regress import NO_RESULT, PARAMETER_COLUMNS, result_text
 from analysis.labels import system_label
-from analysis.results import load_runs
+from analysis.regress import NO_RESULT, result_text
+from analysis.results import PARAMETER_COLUMNS, load_runs
 from collect.errors import UserError
 
 CASE = ["lab", "case_id"]

@@ -34,7 +34,6 @@ expects); otherwise the deciding rule gives match or mismatch, and no rule gives
 once per distinct combination of the columns they look at, then spreads the verdicts back by group code: no Python
 loop runs per result row.
 """
-import importlib
 import os
 import re
 
@@ -43,7 +42,7 @@ import pandas as pd
 
 from collect import yamlfile
 from collect.errors import UserError
-from labs import LABS
+from labs import LABS, module
 from labs.sockopts import OPTION_VALUES
 from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, UNSUPPORTED, join_options
 
@@ -207,10 +206,6 @@ class ExpectationTable:
 
 # ---------------------------------------------------------------------------------------------------- loading
 
-def _lab_module(lab):
-    return importlib.import_module("labs." + lab)
-
-
 def _option_spelling_ok(value):
     if value == NO_OPTIONS:
         return True
@@ -349,7 +344,7 @@ def load_file(path):
     if lab not in LABS:
         raise UserError("unknown or missing lab {!r} (labs: {})".format(lab, ", ".join(LABS)), path=path,
                         line=_where(doc, "lab", doc.line), field="lab")
-    lab_module = _lab_module(lab)
+    lab_module = module(lab)
 
     sources = doc.get("sources") or {}
     if not isinstance(sources, dict):
@@ -540,9 +535,9 @@ def judge(results, table):
         rows = np.nonzero(labs == lab)[0]
         if not len(rows):
             continue
-        module = _lab_module(lab)
+        lab_module = module(lab)
         columns = sorted({column for rule in rules for column in rule.when})
-        steps = [column for column in tuple(module.STEPS) + ("outcome",)
+        steps = [column for column in tuple(lab_module.STEPS) + ("outcome",)
                  if any(column in rule.expect for rule in rules)]
         keys = list(dict.fromkeys(columns + steps + ["outcome"]))
         part = judged.iloc[rows]

@@ -10,8 +10,8 @@ import os
 
 import pandas as pd
 
-from analysis.regress import ABSENT, NO_RESULT, PARAMETER_COLUMNS, case_table, fact_values, host_cases, run_order
-from analysis.results import read_manifest, run_dirs
+from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, run_order
+from analysis.results import PARAMETER_COLUMNS, read_manifest, run_dirs
 from collect.errors import UserError
 
 CASE = ["lab", "case_id"]

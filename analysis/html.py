@@ -14,7 +14,6 @@ details): Python escapes all it writes as HTML, the embedded JSON cannot end its
 writes only text nodes and properties.
 """
 import html
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import pandas as pd
 
 from analysis.expectations import VERDICTS
 from analysis.labels import NOT_MEASURED, SEED_LAYOUT, cell_texts, system_label
-from labs import bind_matrix
+from labs import bind_matrix, module
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
 
 SYSTEM_KEY = ["run_id", "host", "os_family", "os_release"]
@@ -87,7 +86,7 @@ def lab_layout(lab):
     """The lab's entry of LAYOUTS; else its first parameter as columns and all the others as row axes."""
     if lab in LAYOUTS:
         return LAYOUTS[lab]
-    parameters = importlib.import_module("labs." + lab).PARAMETERS
+    parameters = module(lab).PARAMETERS
     return Layout(column=parameters[0], column_order=(),
                   rows=tuple(Axis(name, name, (name,)) for name in parameters[1:]))
 

@@ -21,7 +21,6 @@ listed for a reader to judge. A case witnessed on neither side is no change. Hos
 "no baseline" or "not in current", and do not fail either.
 """
 import glob
-import importlib
 import json
 import os
 from typing import NamedTuple
@@ -29,15 +28,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis.results import read_host_log, read_manifest
+from analysis.results import LAB_MODULES, PARAMETER_COLUMNS, STEP_COLUMNS, read_host_log, read_manifest
 from collect.errors import UserError
 from collect.store import COMPLETED
 from labs import LABS
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED
 
-LAB_MODULES = {name: importlib.import_module("labs." + name) for name in LABS}
-PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS))
-STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
 NO_RESULT = (INCONCLUSIVE, ERROR)  # outcomes that claim nothing about the OS
 # Not a witnessed case either: the host could not build it (an option it lacks; other_user where the agent is not
 # root). A result that becomes unsupported is listed apart, and does not fail.

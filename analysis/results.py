@@ -5,14 +5,13 @@ records; the host record gives the OS columns of the rows after it. A line that 
 UserError naming file and line, except a last line cut short by a crash, which is skipped: it was never complete.
 """
 import glob
-import importlib
 import json
 import os
 
 import pandas as pd
 
 from collect.errors import UserError
-from labs import LABS
+from labs import LABS, module
 from labs.vocabulary import RESULT_COLUMNS
 
 HOST_COLUMNS = ("os_family", "os_release", "os_version")
@@ -20,13 +19,14 @@ CASE_FIELDS = ("lab", "case_id", "outcome")
 TABLE = "results.csv"
 
 
+LAB_MODULES = {name: module(name) for name in LABS}
+PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS))
+STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
+
+
 def lab_columns():
     """Parameter and step columns of every lab, in LABS order, each once."""
-    columns = []
-    for name in LABS:
-        lab = importlib.import_module("labs." + name)
-        columns += [column for column in lab.PARAMETERS + lab.STEPS if column not in columns]
-    return columns
+    return list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS + lab.STEPS))
 
 
 COLUMNS = list(RESULT_COLUMNS) + lab_columns()

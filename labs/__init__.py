@@ -6,4 +6,11 @@ parameter columns), STEPS (its step columns), cases(host) (its table of cases), 
 share; close() ends it) and run_case(context, params) (runs one case, returns its result fields).
 """
 
+import importlib
+
 LABS = ("bind_matrix",)
+
+
+def module(name):
+    """The module of the lab `name` (one of LABS)."""
+    return importlib.import_module("labs." + name)

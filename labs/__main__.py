@@ -6,13 +6,12 @@ a bad argument or request (message on stderr), 3 when a controller went away (--
 case is a result, not a failure of the agent.
 """
 import argparse
-import importlib
 import json
 import os
 import sys
 import time
 
-from labs import LABS, hostfacts
+from labs import LABS, hostfacts, module
 from labs.selection import parse_where, selected
 from labs.session import Session, read_request
 from labs.sockopts import platform_family
@@ -32,7 +31,7 @@ def plan(names, where, skip):
     for name in names:
         if name not in LABS:
             raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
-        lab = importlib.import_module("labs." + name)
+        lab = module(name)
         done = set(skip.get(name, ()))
         plans.append((name, lab, [params for params in selected(lab, host, where)
                                   if lab.case_id(params) not in done]))
