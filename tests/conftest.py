@@ -1,5 +1,6 @@
 """Shared fixtures: the checkout, invoke run as a user runs it (a subprocess in the checkout), and what the
 tests over real sshd lab hosts (testbed/) share."""
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,12 @@ def write_inventory(path, hosts, **sections):
     with open(str(path), "w") as stream:
         yaml.safe_dump(dict(hosts=hosts, **sections), stream)
     return str(path)
+
+
+def only_run(out):
+    """(path, manifest) of the one run directory under `out`."""
+    (run_dir,) = [path for path in out.iterdir() if (path / "manifest.json").exists()]
+    return str(run_dir), json.loads((run_dir / "manifest.json").read_text())
 
 
 def cases_in(out, host, at_least, deadline=60):

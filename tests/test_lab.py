@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from analysis.results import load_run, read_host_log
-from tests.conftest import REPO, cases_in, leftovers_gone, requires_root, write_inventory
+from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, write_inventory
 
 pytestmark = requires_root
 
@@ -48,11 +48,6 @@ def run_all(*args):
 def finished(process):
     output, _ = process.communicate(timeout=300)
     return process.returncode, output
-
-
-def only_run(out):
-    (run_dir,) = [path for path in out.iterdir() if (path / "manifest.json").exists()]
-    return str(run_dir), json.loads((run_dir / "manifest.json").read_text())
 
 
 def test_namespace_hosts_measure_what_the_local_transport_measures(lab, entries, tmp_path):

@@ -1,6 +1,5 @@
 """The SSH transport against a real OpenSSH sshd on 127.0.0.1 (testbed, throwaway keys, a dedicated lab user):
 runs, pushes the agent once per version, checks host keys as OpenSSH does, leaves nothing behind on the host."""
-import json
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import pytest
 import yaml
 
 from analysis.results import load_run
-from tests.conftest import REPO, cases_in, leftovers_gone, requires_root, write_inventory
+from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, write_inventory
 
 pytestmark = requires_root
 
@@ -30,11 +29,6 @@ def host(lab):
     """The lab host's inventory entry, as lab-up wrote it."""
     with open(lab.inventory) as stream:
         return yaml.safe_load(stream)["hosts"]["lab1"]
-
-
-def only_run(out):
-    (run_dir,) = [path for path in out.iterdir() if (path / "manifest.json").exists()]
-    return run_dir, json.loads((run_dir / "manifest.json").read_text())
 
 
 def test_run_over_ssh_pushes_the_agent_once_and_leaves_nothing(lab, host, invoke, tmp_path):

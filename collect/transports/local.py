@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 from collect.errors import TransportError
-from collect.transports.protocol import WATCHDOG_SECONDS, Heartbeat, request_line
+from collect.transports.protocol import Heartbeat, request_line
 
 AGENT_HOME = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,7 +37,7 @@ class LocalTransport:
                 raise TransportError("cannot start {}: {}".format(self.python, exc.strerror)) from None
             heartbeat = None
             try:
-                process.stdin.buffer.write(request_line(dict(request, watchdog=WATCHDOG_SECONDS)))
+                process.stdin.buffer.write(request_line(request))
                 process.stdin.flush()
                 heartbeat = Heartbeat(lambda beat: (process.stdin.buffer.write(beat), process.stdin.flush()))
                 yield process.stdout

@@ -11,7 +11,8 @@ WATCHDOG_SECONDS = 15.0  # the agent's patience without a heartbeat; many heartb
 
 
 def request_line(request):
-    return (json.dumps(request) + "\n").encode()
+    """The request as the agent reads it, one JSON line, with the watchdog's patience added."""
+    return (json.dumps(dict(request, watchdog=WATCHDOG_SECONDS)) + "\n").encode()
 
 
 class Heartbeat:

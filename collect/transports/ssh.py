@@ -24,11 +24,13 @@ from fabric import Config, Connection
 
 from collect import agent, shells
 from collect.errors import TransportError
-from collect.transports.protocol import WATCHDOG_SECONDS, Heartbeat, request_line
+from collect.transports.protocol import Heartbeat, request_line
 
 DEFAULTS = {"idle_timeout": 120, "run_timeout": None}
 CONNECT_TIMEOUT = 10  # when neither hosts.yaml nor ~/.ssh/config (ConnectTimeout) sets one
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+# what a socket or paramiko raises when the link or the server fails
+SSH_ERRORS = (OSError, EOFError, paramiko.SSHException)
 KNOWN_HOSTS_LOCK = threading.Lock()  # hosts run in threads; two may record a new key at once
 
 
@@ -98,6 +100,15 @@ def command_words(text, shell):
     # Windows: backslashes separate path parts instead of escaping; double quotes group words
     return [word[1:-1] if len(word) > 1 and word[0] == word[-1] == '"' else word
             for word in shlex.split(text, posix=False)]
+
+
+@contextlib.contextmanager
+def reported_as(what):
+    """The SSH_ERRORS raised inside, as one TransportError line: "<what>: <reason>"."""
+    try:
+        yield
+    except SSH_ERRORS as exc:
+        raise TransportError("{}: {}".format(what, exc or type(exc).__name__)) from None
 
 
 def last_line(text):
@@ -182,7 +193,7 @@ class SshTransport:
         except (socket.timeout, TimeoutError):
             raise TransportError("cannot connect to {}: timed out after {} s".format(
                 target, connection.connect_timeout)) from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except SSH_ERRORS as exc:
             raise TransportError("cannot connect to {}: {}".format(target, exc or type(exc).__name__)) from None
         self.open_connection = connection
         try:
@@ -225,10 +236,8 @@ class SshTransport:
             raise TransportError("no usable Python 3.8+ on the host ({}); set python: in the inventory".format(
                 problem))
         if not found["present"]:
-            try:
+            with reported_as("pushing the agent to {}".format(found["agent"])):
                 connection.put(io.BytesIO(data), remote=sftp_path(found["agent"]), preserve_mode=False)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                raise TransportError("pushing the agent to {} failed: {}".format(found["agent"], exc)) from None
         return found
 
     def execute(self, connection, command, stdin):
@@ -249,7 +258,7 @@ class SshTransport:
         except socket.timeout:
             raise TransportError("preparing the host: no answer for {} s".format(
                 self.settings["idle_timeout"])) from None
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+        except SSH_ERRORS as exc:
             raise TransportError("preparing the host: {}".format(exc or type(exc).__name__)) from None
 
     # -- running it -------------------------------------------------------------------------------------------
@@ -262,18 +271,14 @@ class SshTransport:
             # Fabric's run() waits for a command to end; a stream of lines with a heartbeat beside it is
             # paramiko's channel API, which Fabric itself is built on.
             python = self.python_words() if self.settings.get("python") else [found["python"]]
-            try:
+            with reported_as("starting the agent"):
                 channel = connection.client.get_transport().open_session()
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                raise TransportError("starting the agent: {}".format(exc or type(exc).__name__)) from None
             errors = deque(maxlen=20)
             heartbeat = None
             try:
-                try:
+                with reported_as("starting the agent"):
                     channel.exec_command(self.shell.command(python + [found["agent"], "--serve"]))
-                    channel.sendall(request_line(dict(request, work_in=found["folder"], watchdog=WATCHDOG_SECONDS)))
-                except (OSError, EOFError, paramiko.SSHException) as exc:
-                    raise TransportError("starting the agent: {}".format(exc or type(exc).__name__)) from None
+                    channel.sendall(request_line(dict(request, work_in=found["folder"])))
                 heartbeat = Heartbeat(channel.sendall)
                 threading.Thread(target=self.read_errors, args=(channel, errors), daemon=True).start()
                 yield self.lines(channel)
@@ -304,7 +309,7 @@ class SshTransport:
                 if deadline and time.monotonic() >= deadline:
                     continue
                 raise TransportError("no output from the agent for {} s: host or link down?".format(idle)) from None
-            except (OSError, EOFError, paramiko.SSHException) as exc:
+            except SSH_ERRORS as exc:
                 raise TransportError("connection lost: {}".format(exc or type(exc).__name__)) from None
             if not line:
                 return
@@ -319,7 +324,7 @@ class SshTransport:
                 line = stream.readline()
             except socket.timeout:  # the channel's timeout is for stdout's reader; stderr just waits on
                 continue
-            except (OSError, EOFError, paramiko.SSHException):
+            except SSH_ERRORS:
                 return
             if not line:
                 return
