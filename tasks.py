@@ -58,9 +58,7 @@ def checked_labs(labs, where):
             raise UserError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)), field="--lab")
     chosen = list(labs) or list(LABS)
     try:
-        parsed = parse_where(where)
-        for name in chosen:
-            check_where(module(name), parsed)
+        check_where([module(name) for name in chosen], parse_where(where))
     except ValueError as exc:
         raise UserError(str(exc), field="--where") from None
     return chosen

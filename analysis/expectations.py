@@ -15,11 +15,13 @@ An expectation file (expectations/*.yaml) is data, one lab per file:
         section: "'it is not possible to bind to this port for any local address'"   # optional: where exactly
 
 `when:` maps result columns to a value, or a list of values meaning any of them; a column left out means any.
-Columns: os_family, os_release, os_version, host and the lab's PARAMETERS. os_release / os_version also take
+Columns: os_family, os_release, os_version, host, the lab's PARAMETERS and its MEASURES (facts a case recorded that
+decide its outcome, such as tuple_reuse's `timestamps`). os_release / os_version also take
 ranges, compared on the leading numeric parts of the value ("6.18.44-fc-v669" -> 6.18.44, "6.2-RELEASE" -> 6.2):
 ">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <, ==). A value that does
 not start with an operator is compared as an exact string ("XP", "10").
-`expect:` maps the lab's STEPS columns and/or `outcome` to ok or an error name (or a list: any of them).
+`expect:` maps the lab's STEPS columns and/or `outcome` to ok, an error name or one of the step's STEP_VALUES (who
+accepted a connection, which end held TIME_WAIT, ...), or a list: any of them.
 
 The most specific rule decides a case: specificity is the number of constrained columns (defaults included). Two
 rules of one lab with the same specificity whose conditions intersect on every column (ranges overlapping) and that
@@ -270,7 +272,7 @@ def _conditions(mapping, lab_module, path, field, line=None):
         return {}
     if not isinstance(mapping, dict):
         raise UserError("expected a mapping of result columns to values", path=path, line=line, field=field)
-    allowed = HOST_COLUMNS + tuple(lab_module.PARAMETERS)
+    allowed = HOST_COLUMNS + tuple(lab_module.PARAMETERS) + tuple(getattr(lab_module, "MEASURES", ()))
     conditions = {}
     for column, raw in mapping.items():
         line = _where(mapping, column, getattr(mapping, "line", None))
@@ -287,6 +289,7 @@ def _expectations(mapping, lab_module, path, line, field):
         raise UserError("expected a mapping of step columns to outcomes, e.g. {bind: EADDRINUSE}", path=path,
                         line=line, field=field)
     allowed = tuple(lab_module.STEPS) + ("outcome",)
+    step_values = getattr(lab_module, "STEP_VALUES", {})
     expect = {}
     for column in [c for c in allowed if c in mapping] + [c for c in mapping if c not in allowed]:
         raw = mapping[column]
@@ -298,9 +301,10 @@ def _expectations(mapping, lab_module, path, line, field):
         values = []
         for item in _items(raw):
             text = _scalar_text(item, path, item_line, name)
-            if text not in EXPECTABLE:
-                raise UserError("unknown outcome {!r}: ok or an error name (EADDRINUSE, EACCES, ...)".format(text),
-                                path=path, line=item_line, field=name)
+            if text not in EXPECTABLE + tuple(step_values.get(column, ())):
+                raise UserError("unknown outcome {!r}: ok, an error name (EADDRINUSE, EACCES, ...){}".format(
+                    text, "".join(", " + value for value in step_values.get(column, ()))),
+                    path=path, line=item_line, field=name)
             values.append(text)
         if not values:
             raise UserError("an empty list expects nothing", path=path, line=item_line, field=name)

@@ -25,8 +25,13 @@ STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for col
 
 
 def lab_columns():
-    """Parameter and step columns of every lab, in LABS order, each once."""
-    return list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS + lab.STEPS))
+    """Parameter, step and measure columns of every lab, in LABS order, each once."""
+    return list(dict.fromkeys(column for lab in LAB_MODULES.values()
+                              for column in tuple(lab.PARAMETERS) + tuple(lab.STEPS) + measures(lab)))
+
+
+def measures(lab):
+    return tuple(getattr(lab, "MEASURES", ()))
 
 
 COLUMNS = list(RESULT_COLUMNS) + lab_columns()

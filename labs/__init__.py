@@ -1,16 +1,34 @@
 """The agent: what runs ON a lab host. Standard library only, Python >= 3.8, any OS.
 
 Run it by hand with `python3 -m labs` from the folder that holds labs/: it prints the host's facts, then one
-JSON line per case. One module per lab; LABS names them in the order they run. A lab module has PARAMETERS (its
-parameter columns), STEPS (its step columns), cases(host) (its table of cases), Context(host) (what its cases
-share; close() ends it) and run_case(context, params) (runs one case, returns its result fields).
+JSON line per case. One module per lab; LABS names them in the order they run. A lab module has
+
+    PARAMETERS      its parameter columns (the case's key: case_id() joins their values with "/")
+    AXES            {parameter: every value it may take} (the controller validates expectation files against it)
+    STEPS           its step columns: the outcome of each step (ok, an errno name, or one of STEP_VALUES)
+    STEP_VALUES     {step: the values other than ok and errno names that the step may give}, e.g. who accepted
+    MEASURES        columns it records that are figures or facts, not outcomes (pairs_per_second, timestamps, ...);
+                    expectation rules may depend on them (`when:`), never expect them
+    TUNABLE         {parameter: type} of parameters a user may set with --where (socketpair_churn's pairs=200):
+                    the cases are run with the given value instead of the table's
+    cases(host)     its table of cases (dicts of PARAMETERS)
+    Context(host)   what its cases share; close() ends it
+    run_case(context, params)   runs one case; returns outcome, witness, detail, errno and its STEPS / MEASURES
+
+A run of every lab on one host takes well under a minute; socketpair_churn's default size is the slowest part.
 """
 
 import importlib
 
-LABS = ("bind_matrix",)
+LABS = ("bind_matrix", "hijack", "time_wait_owner", "tuple_reuse", "unix_sockets", "runtime_defaults",
+        "socketpair_churn")
 
 
 def module(name):
     """The module of the lab `name` (one of LABS)."""
     return importlib.import_module("labs." + name)
+
+
+def case_id(lab, params):
+    """The stable key of a case of `lab` (its module): its parameter values in PARAMETERS order."""
+    return "/".join(params[name] for name in lab.PARAMETERS)

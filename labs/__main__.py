@@ -11,8 +11,8 @@ import os
 import sys
 import time
 
-from labs import LABS, hostfacts, module
-from labs.selection import parse_where, selected
+from labs import LABS, case_id, hostfacts, module
+from labs.selection import check_where, parse_where, selected
 from labs.session import Session, read_request
 from labs.sockopts import platform_family
 from labs.witness import Witness
@@ -27,14 +27,16 @@ def plan(names, where, skip):
     """[(name, module, [params...])] for the labs asked for, less the cases in `skip` ({lab: [case_id]})."""
     with Witness(platform_family()) as witness:
         host = hostfacts.collect(witness.method)
-    plans = []
     for name in names:
         if name not in LABS:
             raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
+    check_where([module(name) for name in names], where)
+    plans = []
+    for name in names:
         lab = module(name)
         done = set(skip.get(name, ()))
         plans.append((name, lab, [params for params in selected(lab, host, where)
-                                  if lab.case_id(params) not in done]))
+                                  if case_id(lab, params) not in done]))
     return host, plans
 
 
@@ -46,11 +48,13 @@ def run(host, plans, facts_only):
     count = 0
     for name, lab, chosen in plans:
         emit({"record": "plan", "lab": name, "cases": len(chosen)})
+        if not chosen:
+            continue
         context = lab.Context(host)
         try:
             for params in chosen:
                 result = lab.run_case(context, params)
-                emit(dict(record="case", lab=name, case_id=lab.case_id(params), **params, **result))
+                emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
                 count += 1
         finally:
             context.close()

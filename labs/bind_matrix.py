@@ -42,11 +42,6 @@ STEPS = ("setsockopt", "bind", "listen")
 STATE_DEADLINE = 2.0
 
 
-def case_id(params):
-    """The stable key of a case: its parameter values in PARAMETERS order."""
-    return "/".join(params[name] for name in PARAMETERS)
-
-
 def option_sets(known):
     """Every subset of the host's options, spelled canonically: none, SO_REUSEADDR, ..., all of them."""
     return [join_options(chosen) for size in range(len(known) + 1) for chosen in itertools.combinations(known, size)]

@@ -1,4 +1,11 @@
-"""Choosing cases by parameter values: `--where state=LISTEN,TIME_WAIT` on the agent and on the controller."""
+"""Choosing cases by parameter values: `--where state=LISTEN,TIME_WAIT` on the agent and on the controller.
+
+A case has the values asked for only if its lab has the column: `--where state=TIME_WAIT` over all labs runs the
+labs that have a `state` column. A column that none of the chosen labs has is a mistake.
+
+A TUNABLE parameter (a lab's size, such as socketpair_churn's `pairs`) is set, not filtered: `--where pairs=200`
+runs each of the lab's cases with 200 pairs instead of its default.
+"""
 
 
 def parse_where(texts):
@@ -12,14 +19,48 @@ def parse_where(texts):
     return where
 
 
-def check_where(lab, where):
-    """ValueError when `where` names a column the lab does not have."""
-    unknown = sorted(set(where) - set(lab.PARAMETERS))
+def tunable_values(lab, column, values):
+    """The values of a TUNABLE column, in order, as their spelling in results; ValueError when one is not of its
+    type or not positive."""
+    kind = lab.TUNABLE[column]
+    chosen = []
+    for text in sorted(values, key=lambda text: (len(text), text)):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise ValueError("--where: {}={} is not a positive {}".format(column, text, kind.__name__))
+        chosen.append(str(value))
+    return chosen
+
+
+def check_where(lab_modules, where):
+    """ValueError when `where` names a column none of the labs has, or a tunable value of the wrong type."""
+    columns = [column for lab in lab_modules for column in lab.PARAMETERS]
+    unknown = sorted(set(where) - set(columns))
     if unknown:
-        raise ValueError("--where: lab {} has no column {} (its columns: {})".format(
-            lab.__name__.split(".")[-1], ", ".join(unknown), ", ".join(lab.PARAMETERS)))
+        names = ", ".join(lab.__name__.split(".")[-1] for lab in lab_modules)
+        raise ValueError("--where: no column {} in lab {} (columns: {})".format(
+            ", ".join(unknown), names, ", ".join(dict.fromkeys(columns))))
+    for lab in lab_modules:
+        for column in set(where) & set(getattr(lab, "TUNABLE", {})):
+            tunable_values(lab, column, where[column])
 
 
 def selected(lab, host, where):
-    check_where(lab, where)
-    return [params for params in lab.cases(host) if all(params[column] in values for column, values in where.items())]
+    """The lab's cases with the values of `where` (none if the lab lacks one of its columns), tunables set."""
+    if not set(where) <= set(lab.PARAMETERS):
+        return []
+    tunable = getattr(lab, "TUNABLE", {})
+    filters = {column: values for column, values in where.items() if column not in tunable}
+    settings = {column: tunable_values(lab, column, values) for column, values in where.items() if column in tunable}
+    chosen = []
+    for params in lab.cases(host):
+        if not all(params[column] in values for column, values in filters.items()):
+            continue
+        variants = [params]
+        for column, values in settings.items():
+            variants = [dict(variant, **{column: value}) for variant in variants for value in values]
+        chosen += variants
+    return chosen

@@ -11,6 +11,7 @@ import pytest
 from analysis.expectations import VERDICTS, judge, load_expectations
 from analysis.results import COLUMNS, load_run
 from collect.errors import UserError
+import labs
 from labs import bind_matrix
 from tests.conftest import REPO
 
@@ -30,7 +31,7 @@ def case(**values):
                state="LISTEN", first_opts="none", second_opts="none", first_addr="wildcard",
                second_addr="wildcard", prober="other_process", setsockopt="ok", bind="ok", listen="ok")
     row.update(values)
-    row["case_id"] = bind_matrix.case_id(row)
+    row["case_id"] = labs.case_id(bind_matrix, row)
     return row
 
 
