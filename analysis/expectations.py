@@ -15,8 +15,8 @@ An expectation file (expectations/*.yaml) is data, one lab per file:
         section: "'it is not possible to bind to this port for any local address'"   # optional: where exactly
 
 `when:` maps result columns to a value, or a list of values meaning any of them; a column left out means any.
-Columns: os_family, os_release, os_version, host, the lab's PARAMETERS and its MEASURES (facts a case recorded that
-decide its outcome, such as tuple_reuse's `timestamps`). os_release / os_version also take
+Columns: os_family, os_release, os_version, python (the host Python's version), host, the lab's PARAMETERS and its MEASURES (facts a case recorded that
+decide its outcome, such as tuple_reuse's `timestamps`). os_release, os_version and python also take
 ranges, compared on the leading numeric parts of the value ("6.18.44-fc-v669" -> 6.18.44, "6.2-RELEASE" -> 6.2):
 ">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <, ==). A value that does
 not start with an operator is compared as an exact string ("XP", "10").
@@ -55,7 +55,7 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 # The OS families the agent reports (labs.sockopts.platform_family).
 OS_FAMILIES = tuple(OPTION_VALUES)
-VERSION_COLUMNS = ("os_release", "os_version")
+VERSION_COLUMNS = ("os_release", "os_version", "python")
 HOST_COLUMNS = ("os_family",) + VERSION_COLUMNS + ("host",)
 EXPECTABLE = (OK,) + ERROR_NAMES
 

@@ -16,18 +16,18 @@ writes only text nodes and properties.
 import html
 import json
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from analysis.expectations import VERDICTS
-from analysis.labels import NOT_MEASURED, SEED_LAYOUT, cell_texts, system_label
-from labs import bind_matrix, module
+from analysis.labels import NOT_MEASURED, system_label
+from analysis.layouts import axis_labels, cell_texts, lab_layout
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
 
 SYSTEM_KEY = ["run_id", "host", "os_family", "os_release"]
-LOOK_COLUMNS = ["outcome", "bind", "listen", "verdict", "expected", "source", "witness", "detail"]
+# What makes two cells look the same, besides the lab's cell columns.
+LOOK_COLUMNS = ["lab", "outcome", "verdict", "expected", "source", "witness", "detail"]
 
 # Cell colours by outcome: the Okabe-Ito palette (distinct under the common colour-vision deficiencies), light
 # enough for black text; the cell text names the outcome too, so colour is never the only cue.
@@ -38,57 +38,12 @@ KIND_LABELS = {"ok": "ok", "inuse": "EADDRINUSE", "errno": "another error (EACCE
                "none": "not measured"}
 KIND_OF_OUTCOME = {OK: "ok", "EADDRINUSE": "inuse", UNSUPPORTED: "unsupported", INCONCLUSIVE: "inconclusive",
                    ERROR: "error"}
-PAIR_ARROW = " → "
-CASE_ID_SEPARATOR = "/"  # bind_matrix.case_id joins parameter values with it
+CASE_ID_SEPARATOR = "/"  # labs.case_id joins parameter values with it
 
 # Browsers slow down past a few tens of thousands of cells: the script draws at most this many rows at once.
 MAX_DRAWN_ROWS = 2500
 # The mismatch list groups systems per case; past this many cases it says how many more there are.
 MAX_MISMATCH_ROWS = 500
-
-
-@dataclass(frozen=True)
-class Axis:
-    """A row axis of a lab's table: one result column, or two (first, second) shown as a pair."""
-    name: str
-    label: str
-    columns: tuple
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a lab's table is laid out: its column axis (values in `column_order` first) and its row axes after
-    the system; `seed` holds result-column values the first view shows (filters start on them)."""
-    column: str
-    column_order: tuple
-    rows: tuple
-    seed: dict = field(default_factory=dict)
-    description: str = ""
-
-
-LAYOUTS = {
-    "bind_matrix": Layout(
-        column="state", column_order=bind_matrix.TCP_STATES,
-        rows=(Axis("options", "options (first → second)", ("first_opts", "second_opts")),
-              Axis("proto", "protocol", ("proto",)),
-              Axis("family", "family", ("family",)),
-              Axis("addresses", "addresses (first → second)", ("first_addr", "second_addr")),
-              Axis("prober", "prober", ("prober",))),
-        seed={column: value for column, value in SEED_LAYOUT.items() if column != "lab"},
-        description="Outcome of the second socket's bind() (and of its listen() when only that failed) on the port "
-                    "the first socket holds, in each state of the first socket. The first view is seed 004's: TCP "
-                    "over IPv4, both sockets on the wildcard address, the second from another process. An option "
-                    "or address pair shown as one value means both sockets."),
-}
-
-
-def lab_layout(lab):
-    """The lab's entry of LAYOUTS; else its first parameter as columns and all the others as row axes."""
-    if lab in LAYOUTS:
-        return LAYOUTS[lab]
-    parameters = module(lab).PARAMETERS
-    return Layout(column=parameters[0], column_order=(),
-                  rows=tuple(Axis(name, name, (name,)) for name in parameters[1:]))
 
 
 class StringTable:
@@ -119,19 +74,6 @@ def group_codes(frame, columns):
 def first_positions(codes):
     """Where each code first occurs, for codes numbered 0, 1, ... in order of first appearance."""
     return pd.Series(codes).drop_duplicates().index.to_numpy()
-
-
-def pair_label(first, second):
-    """'a' when both are a, else 'a → b' (as labels.options_label, for any pair of columns)."""
-    first, second = first.fillna("").astype(object), second.fillna("").astype(object)
-    return first.where(first == second, first + PAIR_ARROW + second)
-
-
-def axis_values(distinct, axis):
-    """The label of each distinct value (row of `distinct`) of an axis."""
-    if len(axis.columns) == 2:
-        return pair_label(distinct[axis.columns[0]], distinct[axis.columns[1]])
-    return distinct[axis.columns[0]].fillna("").astype(object)
 
 
 def systems_of(judged):
@@ -165,11 +107,11 @@ def lab_data(cases, layout, system_labels, strings):
     axes, axis_codes = [], {}
     for axis in layout.rows:
         codes, first = group_codes(cases, axis.columns)
-        values = axis_values(cases[list(axis.columns)].iloc[first], axis).tolist()
+        values = axis_labels(cases[list(axis.columns)].iloc[first], axis).tolist()
         seed = {column: layout.seed[column] for column in axis.columns if column in layout.seed}
         default = -1
         if len(seed) == len(axis.columns):
-            seed_label = axis_values(pd.DataFrame({column: [value] for column, value in seed.items()}), axis)[0]
+            seed_label = axis_labels(pd.DataFrame({column: [value] for column, value in seed.items()}), axis)[0]
             default = values.index(seed_label) if seed_label in values else -1
         axes.append({"name": axis.name, "label": axis.label, "default": default, "values": strings.codes(values)})
         axis_codes[axis.name] = codes
@@ -187,8 +129,9 @@ def lab_data(cases, layout, system_labels, strings):
     columns += [value for value in present if value not in columns]
     column_of_case = np.array([columns.index(value) for value in present], dtype=np.int64)[column_codes]
 
-    look_of_case, first = group_codes(cases, LOOK_COLUMNS)
-    looks = cases[LOOK_COLUMNS].iloc[first]
+    look_columns = list(dict.fromkeys(LOOK_COLUMNS + list(layout.cell)))
+    look_of_case, first = group_codes(cases, look_columns)
+    looks = cases[look_columns].iloc[first]
     case_of_case, case_ids = pd.factorize(cases["case_id"].fillna(""))
     return {
         "section": "lab-" + cases["lab"].iloc[0],
@@ -229,7 +172,7 @@ def mismatch_list(system_codes, systems, judged, limit):
     wrong = (judged["verdict"] == "mismatch").to_numpy()
     keys = ["lab", "case_id", "expected", "measured", "source"]
     cases = judged.loc[wrong, ["lab", "case_id", "expected", "source"]].fillna("").assign(
-        measured=cell_texts(judged.loc[wrong, ["outcome", "bind", "listen"]]),
+        measured=cell_texts(judged.loc[wrong].drop(columns="verdict")),
         system=systems["label"].to_numpy()[system_codes[wrong]])
     group = cases.groupby(keys, sort=True).ngroup()
     listed = (cases[group < limit].groupby(keys, sort=True)["system"]
@@ -295,7 +238,7 @@ def write(judged, path, title):
         layout = lab_layout(lab)
         in_lab = (judged["lab"] == lab).to_numpy()
         # Only the columns the lab's table shows: taking rows of all of them costs more than the rest.
-        columns = list(dict.fromkeys(["lab", "host", "case_id", layout.column] + LOOK_COLUMNS + [
+        columns = list(dict.fromkeys(["lab", "host", "case_id", layout.column] + LOOK_COLUMNS + list(layout.cell) + [
             column for axis in layout.rows for column in axis.columns]))
         cases = judged[columns] if in_lab.all() else judged.loc[in_lab, columns]
         cases = cases.assign(system=system_codes[in_lab])

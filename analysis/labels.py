@@ -1,24 +1,8 @@
-"""How a reader sees a system, an option pair and a case's outcome: the labels of every report and picture."""
-import numpy as np
-import pandas as pd
+"""How a reader sees a system and an option pair: the row labels of every report and picture (cell texts: analysis.layouts)."""
 
-from labs.vocabulary import OK, SPECIAL_OUTCOMES
+from analysis.layouts import pair_label
 
-MISMATCH_MARK = " ✗"
 NOT_MEASURED = "·"
-# Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
-SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
-               "second_addr": "wildcard", "prober": "other_process"}
-
-
-def cell_texts(frame):
-    """What a reader needs of each case in one cell: the bind outcome, and listen's when only listen failed."""
-    outcome, bind, listen = (frame[column].fillna("").astype(object) for column in ("outcome", "bind", "listen"))
-    text = np.select([outcome.isin(SPECIAL_OUTCOMES) & (outcome != OK), (bind == OK) & ~listen.isin(["", OK]),
-                      bind != ""],
-                     [outcome, "ok, listen " + listen, bind], default=outcome)  # default: failed before bind
-    mismatch = (frame["verdict"] == "mismatch").to_numpy() if "verdict" in frame else False
-    return pd.Series(np.where(mismatch, text + MISMATCH_MARK, text), index=frame.index, dtype=object)
 
 
 def system_label(frame):
@@ -33,5 +17,4 @@ def system_label(frame):
 
 
 def options_label(frame):
-    same = frame["first_opts"] == frame["second_opts"]
-    return frame["first_opts"].where(same, frame["first_opts"] + " → " + frame["second_opts"])
+    return pair_label(frame["first_opts"], frame["second_opts"])

@@ -28,7 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis.results import LAB_MODULES, PARAMETER_COLUMNS, STEP_COLUMNS, read_host_log, read_manifest
+from analysis.results import (LAB_MODULES, PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS, read_host_log,
+                              read_manifest)
 from collect.errors import UserError
 from collect.store import COMPLETED
 from labs import LABS
@@ -80,11 +81,16 @@ class Regression(NamedTuple):
 # ------------------------------------------------------------------------------------------------ reading sides
 
 def result_text(cases):
-    """Per case "<step> <outcome>" for an outcome a step gave ("bind EADDRINUSE"), else the outcome ("ok")."""
-    steps = cases[STEP_COLUMNS]
+    """Per case "<step> <outcome>" for an outcome a step gave ("bind EADDRINUSE"), else the outcome ("ok"); then
+    each step that gives a value, "; <step> <value>" ("ok; time_wait client")."""
+    steps = cases[[column for column in STEP_COLUMNS if column not in VALUE_STEP_COLUMNS]]
     failed = steps.notna() & ~steps.isin([OK, ""])
     step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~cases["outcome"].isin(SPECIAL_OUTCOMES))
-    return (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
+    text = (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
+    for column in VALUE_STEP_COLUMNS:
+        value = cases[column].fillna("").astype(str)
+        text = text.where(value == "", text + "; " + column + " " + value)
+    return text
 
 
 def run_order(cases, keys):

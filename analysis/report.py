@@ -1,27 +1,30 @@
-"""Reports of judged results: Markdown in seed 004's layout (rows: system x options, columns: states), CSVs, a
-picture of the matrix (analysis.picture) and one self-contained HTML page (analysis.html).
+"""Reports of judged results: Markdown with one section per lab, CSVs, a picture of the outcomes (analysis.picture)
+and one self-contained HTML page (analysis.html).
 
-Every table is a pandas pivot of the tidy table; the Markdown is rendered from the pivots, the CSVs are the pivots.
-Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
+Every table is a pandas pivot of the tidy table laid out as analysis.layouts says (rows: system x the lab's row
+axes; columns: its column axis); the Markdown is rendered from the pivots, the CSVs are the pivots. bind_matrix's
+section is seed 004's table grown up, then every option pair. Archived published runs (archive/) stand beside the
+run's own hosts, so every system the seeds name has a row.
 """
 import os
 
 import pandas as pd
 
 from analysis import html, picture
-from analysis.labels import (MISMATCH_MARK, NOT_MEASURED, SEED_LAYOUT, cell_texts, options_label,
-                             system_label)
+from analysis.labels import NOT_MEASURED, options_label, system_label
+from analysis.layouts import MISMATCH_MARK, SEED_LAYOUT, axis_labels, cell_texts, lab_layout
 from analysis.results import write_csv
-from labs import bind_matrix
+from labs import LABS
 
 
-
-def state_pivot(frame, rows):
-    """Rows `rows`, one column per bind_matrix state (lifecycle order), each cell its cell text (cell_texts)."""
-    frame = frame.assign(system=system_label(frame), options=options_label(frame), cell=cell_texts(frame))
-    table = frame.pivot_table(index=rows, columns="state", values="cell", aggfunc="first", sort=False)
-    states = [state for state in bind_matrix.TCP_STATES if state in table.columns]
-    return table.reindex(columns=states).fillna(NOT_MEASURED)
+def pivot(frame, rows, layout):
+    """Rows `rows` (columns of frame), one column per value of the layout's column axis (its order first), each
+    cell its cell text."""
+    frame = frame.assign(cell=cell_texts(frame))
+    table = frame.pivot_table(index=rows, columns=layout.column, values="cell", aggfunc="first", sort=False)
+    present = list(table.columns)
+    order = [value for value in layout.column_order if value in present]
+    return table.reindex(columns=order + [value for value in present if value not in order]).fillna(NOT_MEASURED)
 
 
 def select(frame, conditions):
@@ -34,14 +37,17 @@ def select(frame, conditions):
 def seed_table(judged):
     """Seed 004's table grown up: every system, same options on both sockets."""
     cells = select(judged, SEED_LAYOUT)
-    return state_pivot(cells[cells["first_opts"] == cells["second_opts"]], ["system", "options"])
+    cells = cells[cells["first_opts"] == cells["second_opts"]]
+    return pivot(cells.assign(options=options_label(cells)), ["system", "options"], lab_layout("bind_matrix"))
 
 
 def option_pairs(judged):
     """Every option pair per system, protocol and family (rows), states (columns): both sockets on the wildcard,
     the second from another process. One pivot for all systems: a report of 100 hosts stays fast."""
     conditions = {key: SEED_LAYOUT[key] for key in ("lab", "first_addr", "second_addr", "prober")}
-    return state_pivot(select(judged, conditions), ["system", "proto", "family", "options"])
+    cells = select(judged, conditions)
+    return pivot(cells.assign(options=options_label(cells)), ["system", "proto", "family", "options"],
+                 lab_layout("bind_matrix"))
 
 
 def option_pair_tables(pairs):
@@ -50,13 +56,22 @@ def option_pair_tables(pairs):
         yield key, table.droplevel(["system", "proto", "family"])
 
 
+def lab_table(cases, layout):
+    """A lab's cases as its layout's table: rows system x row axes (pairs as 'first → second'), columns its
+    column axis."""
+    labelled = cases.assign(**{axis.label: axis_labels(cases, axis) for axis in layout.rows})
+    return pivot(labelled, ["system"] + [axis.label for axis in layout.rows], layout)
+
+
 def verdict_counts(judged):
-    return judged.pivot_table(index="host", columns="verdict", values="case_id", aggfunc="count", fill_value=0)
+    return judged.pivot_table(index=["host", "lab"], columns="verdict", values="case_id", aggfunc="count",
+                              fill_value=0, sort=False)
 
 
 def mismatches(judged):
-    columns = ["host", "case_id", "expected", "outcome", "bind", "listen", "witness", "source"]
-    return judged.loc[judged["verdict"] == "mismatch", columns]
+    wrong = judged[judged["verdict"] == "mismatch"]
+    return wrong.assign(measured=cell_texts(wrong.drop(columns="verdict")))[
+        ["host", "lab", "case_id", "expected", "measured", "witness", "source"]]
 
 
 def markdown_table(frame, index=True):
@@ -67,14 +82,41 @@ def markdown_table(frame, index=True):
     return frame.to_markdown(index=False, disable_numparse=True)  # cells are text: tabulate need not parse numbers
 
 
+def bind_matrix_section(judged, out_dir):
+    seed = seed_table(judged)
+    seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
+    parts = [
+        "### Seed 004's table, for every system",
+        "Outcome of the second socket's bind() (and of its listen() when only that failed); TCP over IPv4, both "
+        "sockets on the wildcard address, the second from another process of the same user, the same options on "
+        "both sockets. The earlier socket: LISTEN; LISTEN+ESTABLISHED (seed 004's ESTABLISHED: listener and an "
+        "accepted connection); then with the listener closed: ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2, TIME_WAIT.",
+        markdown_table(seed)]
+    pairs = option_pairs(judged)
+    pairs.to_csv(os.path.join(out_dir, "option_pairs.csv"))
+    parts.append("### Every option pair (first → second), wildcard on both sockets, another process")
+    for (system, proto, family), table in option_pair_tables(pairs):
+        parts += ["#### {}: {} over {}".format(system, proto, family), markdown_table(table)]
+    return parts
+
+
+def lab_section(lab, cases, out_dir):
+    """The Markdown parts of one lab's section; its table also as <lab>.csv."""
+    layout = lab_layout(lab)
+    parts = ["## Lab {}".format(lab), layout.description]
+    if lab == "bind_matrix":
+        return parts + bind_matrix_section(cases, out_dir)
+    table = lab_table(cases, layout)
+    table.to_csv(os.path.join(out_dir, lab + ".csv"))
+    return parts + [markdown_table(table)]
+
+
 def write(judged, run_dir, manifest, out_dir):
     """report.md and its CSVs into out_dir; returns the path of report.md."""
     os.makedirs(out_dir, exist_ok=True)
     judged = judged.assign(system=system_label(judged))
-    seed = seed_table(judged)
     counts = verdict_counts(judged[judged["run_id"] == manifest["run_id"]])
     wrong = mismatches(judged)
-    seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
     write_csv(judged.drop(columns="system"), os.path.join(out_dir, "judged.csv"))
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
     parts = [
@@ -83,22 +125,15 @@ def write(judged, run_dir, manifest, out_dir):
             run_dir, manifest["started"], manifest["ended"], manifest["agent_version"]),
         "## Hosts", markdown_table(hosts.rename_axis("host")),
         "## Verdicts", markdown_table(counts),
-        "## Seed 004's table, for every system",
-        "Outcome of the second socket's bind() (and of its listen() when only that failed); TCP over IPv4, both "
-        "sockets on the wildcard address, the second from another process of the same user, the same options on "
-        "both sockets. The earlier socket: LISTEN; LISTEN+ESTABLISHED (seed 004's ESTABLISHED: listener and an "
-        "accepted connection); then with the listener closed: ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2, TIME_WAIT. "
-        "{} marks a cell that disagrees with the documented expectation; {} a cell not measured.".format(
-            MISMATCH_MARK.strip(), NOT_MEASURED),
-        markdown_table(seed),
         "## Mismatches with the documented expectations", markdown_table(wrong, index=False),
+        "In the tables below, {} marks a cell that disagrees with the documented expectation; {} a cell not "
+        "measured. A pair of values 'a → b' is the first and the second socket's.".format(
+            MISMATCH_MARK.strip(), NOT_MEASURED),
     ]
-    pairs = option_pairs(judged)
-    pairs.to_csv(os.path.join(out_dir, "option_pairs.csv"))
-    parts.append("## Every option pair (first → second), wildcard on both sockets, another process")
-    for (system, proto, family), table in option_pair_tables(pairs):
-        parts += ["### {}: {} over {}".format(system, proto, family), markdown_table(table)]
-    parts += ["## The matrix as a picture", "Outcome of every case by system; below, the cases two or more systems "
+    labs = pd.unique(judged["lab"])
+    for lab in [name for name in LABS if name in labs]:
+        parts += lab_section(lab, judged[judged["lab"] == lab], out_dir)
+    parts += ["## The outcomes as a picture", "Outcome of every case by system; below, the cases two or more systems "
               "measured, a marker where they differ.", "![outcomes by system and case](matrix.png)"]
     picture.write(judged, out_dir)
     html.write(judged, os.path.join(out_dir, "report.html"), "socklab report: run {}".format(manifest["run_id"]))

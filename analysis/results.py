@@ -14,7 +14,8 @@ from collect.errors import UserError
 from labs import LABS, module
 from labs.vocabulary import RESULT_COLUMNS
 
-HOST_COLUMNS = ("os_family", "os_release", "os_version")
+HOST_COLUMNS = ("os_family", "os_release", "os_version")  # what a host is: a resumed run checks they are the same
+FACT_COLUMNS = HOST_COLUMNS + ("python",)  # the host facts every case row carries
 CASE_FIELDS = ("lab", "case_id", "outcome")
 TABLE = "results.csv"
 
@@ -22,6 +23,9 @@ TABLE = "results.csv"
 LAB_MODULES = {name: module(name) for name in LABS}
 PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS))
 STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
+# Steps whose result is a value (who accepted, which end held TIME_WAIT), not ok or an error name.
+VALUE_STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values()
+                                        for column in getattr(lab, "STEP_VALUES", {})))
 
 
 def lab_columns():
@@ -73,7 +77,7 @@ def read_host_log(path):
             for field in CASE_FIELDS:
                 if not isinstance(record.get(field), str):
                     raise UserError("case record without {}".format(field), path=path, line=number, field=field)
-            cases.append(dict(record, **{column: facts.get(column, "") for column in HOST_COLUMNS}))
+            cases.append(dict(record, **{column: facts.get(column, "") for column in FACT_COLUMNS}))
         elif kind not in ("plan", "end"):
             raise UserError("unknown record kind {!r}".format(kind), path=path, line=number, field="record")
     return facts, cases

@@ -52,8 +52,9 @@ def join_states(states):
 
 
 # The fixed columns of every results table (DESIGN.md); each lab adds its PARAMETERS and STEPS after them.
-# `errno` is the raw number behind an error-name outcome; `os_version` is the kernel/build string of host facts.
+# `errno` is the raw number behind an error-name outcome; `os_version` is the kernel/build string of host facts,
+# `python` the host Python's version (what runtime_defaults measures depends on it).
 RESULT_COLUMNS = (
-    "run_id", "host", "os_family", "os_release", "os_version", "lab", "case_id", "outcome", "errno", "witness",
+    "run_id", "host", "os_family", "os_release", "os_version", "python", "lab", "case_id", "outcome", "errno", "witness",
     "detail",
 )

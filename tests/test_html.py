@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from analysis import html as report_html
-from analysis import labels
+from analysis import labels, layouts
 from analysis.expectations import judge, load_expectations
 from analysis.results import load_run, load_runs, run_dirs
 from tests.conftest import REPO
@@ -104,7 +104,7 @@ def shown_table(driver):
         return [[...section.querySelectorAll("thead th")].map(th => th.textContent),
                 [...section.querySelectorAll("tbody tr")].map(tr => [...tr.children].map(
                     cell => [cell.textContent, cell.className]))];""", SECTION)
-    states = report_html.LAYOUTS["bind_matrix"].column_order
+    states = layouts.LAYOUTS["bind_matrix"].column_order
     grid = {}
     for cells in rows:
         key = tuple(cell[0] for head, cell in zip(heads, cells) if head not in states)
@@ -115,11 +115,11 @@ def shown_table(driver):
 
 def expected_table(judged, conditions):
     """What the table should show for a view: every system x options row of the cases that meet `conditions`,
-    each measured state's cell text (labels.cell_texts), the others not measured."""
+    each measured state's cell text (layouts.cell_texts), the others not measured."""
     cases = judged[(judged[list(conditions)] == pd.Series(conditions)).all(axis=1)]
     cases = cases.assign(system=labels.system_label(cases), options=labels.options_label(cases),
-                         text=labels.cell_texts(cases))
-    states = [state for state in report_html.LAYOUTS["bind_matrix"].column_order if state in set(cases["state"])]
+                         text=layouts.cell_texts(cases))
+    states = [state for state in layouts.LAYOUTS["bind_matrix"].column_order if state in set(cases["state"])]
     return {key: {state: group.set_index("state")["text"].get(state, labels.NOT_MEASURED) for state in states}
             for key, group in cases.groupby(["system", "options"])}
 
@@ -157,7 +157,7 @@ def test_the_first_view_is_seed_004s_layout_with_every_system(page, judged):
     assert grid[("winxp-sp3 (windows XP)", "none")]["BOUND"] == ("·", "o-none")
     assert grid[(HOSTILE + " (windows XP)", "SO_EXCLUSIVEADDRUSE")]["LISTEN"] == ("EADDRINUSE", "o-inuse")
     text, classes = grid[(local, "SO_REUSEADDR")]["LISTEN"]
-    assert text.endswith(labels.MISMATCH_MARK) and "mismatch" in classes.split()
+    assert text.endswith(layouts.MISMATCH_MARK) and "mismatch" in classes.split()
 
 
 def test_the_filters_change_the_rows_as_they_should(page, judged):
@@ -213,7 +213,7 @@ def test_a_hostile_host_name_and_detail_are_escaped(tmp_path):
 
 
 def test_a_lab_without_a_layout_gets_its_first_parameter_as_columns(tmp_path, monkeypatch):
-    monkeypatch.delitem(report_html.LAYOUTS, "bind_matrix")
+    monkeypatch.delitem(layouts.LAYOUTS, "bind_matrix")
     table = judge(load_run(ARCHIVE + "/seed004-2010"), load_expectations([EXPECTATIONS]))
     data = embedded_data(open(report_html.write(table, str(tmp_path / "r.html"), "t"), encoding="utf-8").read())
     (lab,) = data["labs"]

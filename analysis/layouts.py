@@ -1,0 +1,127 @@
+"""How each lab's results are laid out for a reader: the table of its report section and the text of its cells.
+
+A lab's table has one column per value of its column axis and one row per system and combination of its row axes;
+a cell shows the lab's cell columns (the steps a reader looks at first). The Markdown report, the HTML page and
+the picture all take their layout from here; a lab without an entry gets its first parameter as the column axis,
+the others as row axes and its outcome as the cell.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from labs import bind_matrix, module
+from labs.vocabulary import OK, SPECIAL_OUTCOMES
+
+MISMATCH_MARK = " ✗"
+PAIR_ARROW = " → "
+# Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
+SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
+               "second_addr": "wildcard", "prober": "other_process"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A row axis of a lab's table: one result column, or two (first, second) shown as a pair."""
+    name: str
+    label: str
+    columns: tuple
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a lab's table is laid out: its column axis (values in `column_order` first), its row axes after the
+    system, the columns its cells show; `seed` holds result-column values the first view shows (HTML filters start
+    on them); `description` is the section's text for a reader who has not read the lab's code."""
+    column: str
+    column_order: tuple
+    rows: tuple
+    cell: tuple = ("outcome",)
+    seed: dict = field(default_factory=dict)
+    description: str = ""
+
+    def row_columns(self):
+        return [column for axis in self.rows for column in axis.columns]
+
+
+def _text(frame, column):
+    return frame[column].fillna("").astype(object) if column in frame.columns else pd.Series(
+        "", index=frame.index, dtype=object)
+
+
+def bind_listen_texts(frame):
+    """bind_matrix's cell: the bind outcome, and listen's when only listen failed."""
+    outcome, bind, listen = (_text(frame, column) for column in ("outcome", "bind", "listen"))
+    return pd.Series(np.select(
+        [outcome.isin(SPECIAL_OUTCOMES) & (outcome != OK), (bind == OK) & ~listen.isin(["", OK]), bind != ""],
+        [outcome, "ok, listen " + listen, bind], default=outcome), index=frame.index, dtype=object)
+
+
+def step_texts(frame, columns):
+    """A cell of the given columns: the value alone for one column, "column value" pairs for several (empty ones
+    left out); the outcome alone when the case has no result (unsupported, inconclusive, error)."""
+    outcome = _text(frame, "outcome")
+    if len(columns) == 1:
+        text = _text(frame, columns[0])
+    else:
+        text = pd.Series("", index=frame.index, dtype=object)
+        for column in columns:
+            value = _text(frame, column)
+            part = (column + " " + value).where(value != "", "")
+            text = text.where((part == "") | (text == ""), text + ", ") + part
+    no_result = outcome.isin(SPECIAL_OUTCOMES) & (outcome != OK)
+    return text.where(~no_result & (text != ""), outcome)
+
+
+LAYOUTS = {
+    "bind_matrix": Layout(
+        column="state", column_order=bind_matrix.TCP_STATES,
+        rows=(Axis("options", "options (first → second)", ("first_opts", "second_opts")),
+              Axis("proto", "protocol", ("proto",)),
+              Axis("family", "family", ("family",)),
+              Axis("addresses", "addresses (first → second)", ("first_addr", "second_addr")),
+              Axis("prober", "prober", ("prober",))),
+        cell=("bind", "listen"),
+        seed={column: value for column, value in SEED_LAYOUT.items() if column != "lab"},
+        description="Outcome of the second socket's bind() (and of its listen() when only that failed) on the port "
+                    "the first socket holds, in each state of the first socket. The first view is seed 004's: TCP "
+                    "over IPv4, both sockets on the wildcard address, the second from another process. An option "
+                    "or address pair shown as one value means both sockets."),
+}
+CELL_TEXTS = {"bind_matrix": bind_listen_texts}
+
+
+def pair_label(first, second):
+    """'a' when both are a, else 'a → b' (an option or address pair of a first and a second socket)."""
+    first, second = first.fillna("").astype(object), second.fillna("").astype(object)
+    return first.where(first == second, first + PAIR_ARROW + second)
+
+
+def axis_labels(frame, axis):
+    """Each row's value of a row axis: the column's value, or the pair's label."""
+    if len(axis.columns) == 2:
+        return pair_label(frame[axis.columns[0]], frame[axis.columns[1]])
+    return frame[axis.columns[0]].fillna("").astype(object)
+
+
+def lab_layout(lab):
+    """The lab's entry of LAYOUTS; else its first parameter as columns and all the others as row axes."""
+    if lab in LAYOUTS:
+        return LAYOUTS[lab]
+    parameters = module(lab).PARAMETERS
+    return Layout(column=parameters[0], column_order=(),
+                  rows=tuple(Axis(name, name, (name,)) for name in parameters[1:]))
+
+
+def cell_texts(frame):
+    """Each case's cell text as its lab's layout shows it, with MISMATCH_MARK where the verdict is mismatch."""
+    labs = _text(frame, "lab")
+    texts = pd.Series("", index=frame.index, dtype=object)
+    for lab in pd.unique(labs):
+        rows = labs == lab
+        part = frame if rows.all() else frame[rows]  # one lab (the usual case): no copy of a big table
+        texts[rows] = (CELL_TEXTS[lab](part) if lab in CELL_TEXTS else
+                       step_texts(part, lab_layout(lab).cell) if lab else _text(part, "outcome"))
+    if "verdict" in frame.columns:
+        texts = texts.where(frame["verdict"] != "mismatch", texts + MISMATCH_MARK)
+    return texts
