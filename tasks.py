@@ -402,8 +402,8 @@ def machine_summary():
 })
 @lab_errors
 def bench(c, rounds=3, where=None):
-    """Print speed figures: bind_matrix cells/s here; load + judge + report of 1,000,000 rows; run-all over 1 and 8
-    lab hosts; cells/s in a VM.
+    """Print speed figures: bind_matrix cells/s here; socketpair_churn's pairs/s and unix_sockets' connects/s; load +
+    judge + report of 1,000,000 rows; run-all over 1 and 8 lab hosts; cells/s in a VM.
 
     The last two need root: 8 lab hosts in network namespaces (as lab-up does), then the Debian 12 VM (as
     lab-vm-up does: the first time builds its image, ~2 min); both are removed after. Targets: >= 1000 cells/s;
@@ -415,6 +415,9 @@ def bench(c, rounds=3, where=None):
         cases, seconds, witness = figures.cells_per_second(["prober=other_process"])
         out.print("bind_matrix other_process, round {}: {} cells in {:.2f} s = {:.0f} cells/s (witness: {}; "
                   "target >= 1000)".format(number, cases, seconds, cases / seconds, witness))
+    for lab, lab_where, measure, unit in figures.LAB_FIGURES:
+        for case, outcome, value in figures.lab_figures(lab, lab_where, measure):
+            out.print("{} {}: {} {} (outcome {})".format(lab, case, value, unit, outcome))
     rows, seconds, megabytes = figures.report_at_scale(ARCHIVE, EXPECTATIONS)
     out.print("analysis of a synthetic run of 100 hosts + the archive, {:,} rows: {} = {:.1f} s (target < 10 s); "
               "peak memory {:,.0f} MB (target < 2,048 MB)".format(rows, ", ".join(

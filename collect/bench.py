@@ -1,6 +1,7 @@
 """Speed figures for `invoke bench`: printed, never asserted (a test suite must not fail on a busy machine).
 
 - the agent: bind_matrix cells per second on this machine (other_process prober, witness on every case);
+  socketpair_churn's socket pairs per second and unix_sockets' connects per second (figures the labs measure);
 - the controller: run-all's wall time over 1 and over 8 lab hosts in network namespaces (testbed/), each a real
   sshd, and the ratio of the two (the target: 8 hosts take at most 1.5x the time of one);
 - the analysis: load + expectations diff + report of a synthetic 1,000,000-row run of 100 hosts (targets: under
@@ -36,6 +37,21 @@ def cells_per_second(where):
             elif '"record": "host"' in kind:
                 witness = line.rsplit('"witness": "', 1)[1].split('"', 1)[0]
     return cases, time.perf_counter() - started, witness
+
+
+# Figures the labs measure themselves: (lab, --where, the measure column, its unit).
+LAB_FIGURES = (
+    ("socketpair_churn", [], "pairs_per_second", "pairs/s"),
+    ("unix_sockets", ["scenario=race"], "connects_per_second", "connects/s"),
+)
+
+
+def lab_figures(lab, where, measure):
+    """[(case_id, outcome, the case's `measure`)] of one local run of a lab's cases selected by `where`."""
+    with for_host(Host("local", {"transport": "local"})).run_agent({"labs": [lab], "where": where}) as lines:
+        records = [json.loads(line) for line in lines]
+    return [(record["case_id"], record["outcome"], record.get(measure)) for record in records
+            if record.get("record") == "case"]
 
 
 def end_records(store):
@@ -86,7 +102,7 @@ def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
     there are fewer, and 1% of outcomes flipped between ok and EADDRINUSE so the hosts differ. Returns its path."""
     import numpy as np
     import pandas as pd
-    from analysis.results import TABLE, load_run, read_host_log, write_csv
+    from analysis.results import FACT_COLUMNS, TABLE, load_run, read_host_log, write_csv
     base = load_run(source_run)
     source_host = base["host"].iloc[0]
     base = base[base["host"] == source_host]
@@ -101,7 +117,7 @@ def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
     flip = np.random.default_rng(seed).random(len(table)) < 0.01
     swapped = table["outcome"].map({"ok": "EADDRINUSE", "EADDRINUSE": "ok"})
     table.loc[flip & swapped.notna(), ["outcome", "bind"]] = swapped[flip & swapped.notna()]
-    cases = table.drop(columns=["run_id", "host", "os_family", "os_release", "os_version"])
+    cases = table.drop(columns=["run_id", "host"] + list(FACT_COLUMNS))  # the host record holds the facts
     for name, part in cases.groupby(table["host"], sort=False):
         with open(os.path.join(store.path, name + ".jsonl"), "w", encoding="utf-8") as stream:
             stream.write(json.dumps(facts) + "\n")
