@@ -87,6 +87,34 @@ LAYOUTS = {
                     "the first socket holds, in each state of the first socket. The first view is seed 004's: TCP "
                     "over IPv4, both sockets on the wildcard address, the second from another process. An option "
                     "or address pair shown as one value means both sockets."),
+    "unix_sockets": Layout(
+        column="namespace", column_order=("path", "abstract", "none"),
+        rows=(Axis("scenario", "scenario", ("scenario",)), Axis("clients", "clients", ("clients",))),
+        cell=("bind", "connect", "accept", "poll_accept", "peer_name", "server_name", "own_name", "answers",
+              "cross_wired"),
+        description="AF_UNIX sockets (seed 002), named by a path in the file system or by an abstract name "
+                    "(Linux); none: an AF_INET address. bind_live / bind_stale / bind_regular_file: bind() to a "
+                    "name held by a listening socket, by the socket file of a process that exited, by a regular "
+                    "file. connect_stale / connect_regular_file: connect() to those. names_named / names_unnamed: "
+                    "what getpeername() (peer_name) and getsockname() of the server (server_name) and of the client "
+                    "(own_name) return when the client bound a name or did not: path, abstract, unnamed. "
+                    "accept_nonblocking: accept() on a non-blocking listener with nothing pending (EAGAIN), then "
+                    "with a connection pending (poll_accept). unix_to_inet / inet_to_unix: connect() across "
+                    "families. race: `clients` clients connect at once and each sends its id; answers own means "
+                    "every client got its own id back, cross_wired counts those that got another's. Each cell "
+                    "shows the steps the scenario ran."),
+    "runtime_defaults": Layout(
+        column="family", column_order=("inet", "inet6", "dual"),
+        rows=(Axis("helper", "helper", ("helper",)),),
+        cell=("reuseaddr", "reuseport", "exclusiveaddruse", "v6only", "second_copy", "restart"),
+        description="What the host Python's own server helpers (socket.create_server, socketserver.TCPServer, "
+                    "http.server.HTTPServer, asyncio start_server and create_datagram_endpoint, called with no reuse "
+                    "argument) set on their socket, read back with getsockopt(): SO_REUSEADDR (reuseaddr), "
+                    "SO_REUSEPORT, SO_EXCLUSIVEADDRUSE (absent where the OS has no such option), IPV6_V6ONLY. Then "
+                    "what that means: second_copy is a second server made the same way on the same port while the "
+                    "first listens (ok: the port is shared by accident); restart is a new server on the port at "
+                    "once, while the old server's connection is in TIME_WAIT (seed 004's restart; TCP only). "
+                    "Family dual is create_server(dualstack_ipv6=True)."),
 }
 CELL_TEXTS = {"bind_matrix": bind_listen_texts}
 

@@ -97,7 +97,9 @@ def draw(axes, table, title, width=2000):
     if len(columns) <= NAMED_CASES:  # few enough to name each case, by the parts of its id that vary here
         parts = columns.str.split("/", expand=True).to_frame(index=False)
         varying = parts.loc[:, parts.nunique() > 1]
-        labels = varying.astype(str).agg("/".join, axis=1) if len(varying.columns) else pd.Series(columns)
+        # ids of different labs have different numbers of parts: the missing ones are left out, not spelled "nan"
+        labels = (varying.apply(lambda row: "/".join(row.dropna().astype(str)), axis=1) if len(varying.columns)
+                  else pd.Series(columns))
         axes.set_xticks(range(len(columns)), labels, rotation=90, fontsize=6)
     else:
         axes.set_xticks([])

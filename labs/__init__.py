@@ -9,8 +9,8 @@ JSON line per case. One module per lab; LABS names them in the order they run. A
     STEP_VALUES     {step: the values other than ok and errno names that the step may give}, e.g. who accepted
     MEASURES        columns it records that are figures or facts, not outcomes (pairs_per_second, timestamps, ...);
                     expectation rules may depend on them (`when:`), never expect them
-    TUNABLE         {parameter: type} of parameters a user may set with --where (socketpair_churn's pairs=200):
-                    the cases are run with the given value instead of the table's
+    TUNABLE         {parameter: default} of parameters a user may set with --where (socketpair_churn's pairs=200):
+                    the cases whose value is the default run with the given value instead
     cases(host)     its table of cases (dicts of PARAMETERS)
     Context(host)   what its cases share; close() ends it
     run_case(context, params)   runs one case; returns outcome, witness, detail, errno and its STEPS / MEASURES

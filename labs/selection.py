@@ -4,7 +4,8 @@ A case has the values asked for only if its lab has the column: `--where state=T
 labs that have a `state` column. A column that none of the chosen labs has is a mistake.
 
 A TUNABLE parameter (a lab's size, such as socketpair_churn's `pairs`) is set, not filtered: `--where pairs=200`
-runs each of the lab's cases with 200 pairs instead of its default.
+runs each case that has the default size (TUNABLE's value) with 200 pairs instead; cases with another value of
+that column (unix_sockets' scenarios that use one client) keep theirs.
 """
 
 
@@ -22,7 +23,7 @@ def parse_where(texts):
 def tunable_values(lab, column, values):
     """The values of a TUNABLE column, in order, as their spelling in results; ValueError when one is not of its
     type or not positive."""
-    kind = lab.TUNABLE[column]
+    kind = type(lab.TUNABLE[column])
     chosen = []
     for text in sorted(values, key=lambda text: (len(text), text)):
         try:
@@ -61,6 +62,7 @@ def selected(lab, host, where):
             continue
         variants = [params]
         for column, values in settings.items():
-            variants = [dict(variant, **{column: value}) for variant in variants for value in values]
+            if params[column] == str(tunable[column]):
+                variants = [dict(variant, **{column: value}) for variant in variants for value in values]
         chosen += variants
     return chosen

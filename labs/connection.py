@@ -1,0 +1,123 @@
+"""A loopback TCP connection driven through its closes: what the TIME_WAIT labs (time_wait_owner, tuple_reuse) share.
+
+Both build a listener, a client and the server's accepted end on one loopback address, close them in a chosen order,
+then read the OS connection table on the ports involved until nothing there is still closing.
+"""
+import socket
+
+from labs import endpoints
+from labs.polling import poll
+from labs.sockopts import error_name
+from labs.vocabulary import join_options, join_states
+
+# How long a state may take to show in the OS table, and an accept()/recv() to return, before giving up.
+STATE_DEADLINE = 2.0
+# States of a connection still on its way to closed: a table that shows one has not settled.
+UNSETTLED = frozenset(("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING",
+                       "LAST_ACK"))
+
+
+class Refused(Exception):
+    """The host cannot build this case's connection (no IPv6, an option it refuses): the case is `unsupported`."""
+
+
+class Loopback:
+    """Sockets of one matrix family on its loopback address. close() aborts whatever is still open (SO_LINGER 0, an
+    RST), so a case leaves behind only the TIME_WAITs it made on purpose."""
+
+    def __init__(self, options, family):
+        self.options, self.family = options, family
+        self.host = endpoints.ADDRESS[family]["loopback"]
+        self.open_sockets = []
+
+    def track(self, sock):
+        sock.settimeout(STATE_DEADLINE)  # no step may block forever; none waits a fixed time either
+        self.open_sockets.append(sock)
+        return sock
+
+    def socket(self, option_names=(), buffer_size=None):
+        """A TCP socket with these options set, and its send and receive buffers set to `buffer_size` bytes if
+        given (before connect() or listen(), where windows are chosen); Refused when the host refuses it."""
+        try:
+            sock = endpoints.new_socket(self.options, "tcp", self.family, option_names)
+        except OSError as exc:
+            raise Refused("{} socket with {}: {}".format(self.family, join_options(option_names),
+                                                         error_name(exc)[0])) from None
+        self.track(sock)
+        if buffer_size:
+            sock.setsockopt(self.options.sol_socket, socket.SO_RCVBUF, buffer_size)
+            sock.setsockopt(self.options.sol_socket, socket.SO_SNDBUF, buffer_size)
+        return sock
+
+    def bind(self, sock, port=None):
+        """Binds `sock` to `port`, by default a fresh one: the witness reads a port in both families, so a port a
+        case watches must be one that no socket of either family holds, TIME_WAIT included (endpoints.fresh_port),
+        not merely one the OS would give this family. Returns the port."""
+        if port is None:
+            port = endpoints.fresh_port(self.options, "tcp")
+        try:
+            sock.bind((self.host, port))
+        except OSError as exc:
+            raise Refused("bind to {} port {}: {}".format(self.host, port, error_name(exc)[0])) from None
+        return port
+
+    def listener(self, buffer_size=None):
+        """A listener on a fresh port."""
+        sock = self.socket(buffer_size=buffer_size)
+        self.bind(sock)
+        sock.listen(8)
+        return sock
+
+    def connect(self, client, listener):
+        """Connects `client` to `listener`; returns the server's accepted end."""
+        client.connect((self.host, port_of(listener)))
+        return self.track(listener.accept()[0])
+
+    def close_one(self, sock):
+        """An orderly close(): a FIN, the TCP state machine the labs are about."""
+        self.open_sockets.remove(sock)
+        sock.close()
+
+    def abort_one(self, sock):
+        self.open_sockets.remove(sock)
+        self.options.abort(sock)
+
+    def close_first(self, closer, peer):
+        """An orderly close that `closer` starts (RFC 793's "local user initiates the close"): its FIN, then the
+        peer reads EOF and closes too."""
+        self.close_one(closer)
+        expect_eof(peer)
+        self.close_one(peer)
+
+    def close(self):
+        for sock in self.open_sockets:
+            self.options.abort(sock)
+        self.open_sockets = []
+
+
+def port_of(sock):
+    return sock.getsockname()[1]
+
+
+def expect_eof(sock):
+    """Waits (bounded by the socket's timeout) for the peer's FIN."""
+    if sock.recv(1) != b"":
+        raise RuntimeError("read data where the peer's FIN was due")
+
+
+def settle(witness, ports):
+    """The TCP states the OS table shows on each local port (a tuple per port), read until no port shows a state
+    still closing (UNSETTLED) or STATE_DEADLINE passes; settled() tells which."""
+    def seen_now():
+        return tuple(witness.states("tcp", port) for port in ports)
+    return poll(seen_now, settled, STATE_DEADLINE)
+
+
+def settled(seen):
+    return not any(UNSETTLED.intersection(states) for states in seen)
+
+
+def spell(names, seen):
+    """The witness spelling of several ends: "client=TIME_WAIT server=" (an end with no table entry shows nothing
+    after "=")."""
+    return " ".join("{}={}".format(name, join_states(states)) for name, states in zip(names, seen))
