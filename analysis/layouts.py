@@ -115,6 +115,42 @@ LAYOUTS = {
                     "first listens (ok: the port is shared by accident); restart is a new server on the port at "
                     "once, while the old server's connection is in TIME_WAIT (seed 004's restart; TCP only). "
                     "Family dual is create_server(dualstack_ipv6=True)."),
+    "time_wait_owner": Layout(
+        column="close", column_order=("orderly", "shutdown", "abortive", "simultaneous"),
+        rows=(Axis("closer", "closer", ("closer",)), Axis("family", "family", ("family",))),
+        cell=("time_wait", "bind", "listen"),
+        description="Which end of a loopback TCP connection holds TIME_WAIT after each way of closing (seed 003), "
+                    "as the OS table shows it once nothing is still closing, and whether a new socket without "
+                    "options can bind() (and listen()) the server's port at once. The listener is closed first, so "
+                    "only the connection holds the port. orderly: the closer close()s, then the other end; "
+                    "shutdown: the closer shutdown(SHUT_WR)s, the other end reads EOF and closes, then the closer "
+                    "closes; abortive: the closer closes with SO_LINGER 0 (an RST); simultaneous: both ends' FINs "
+                    "are sent before either arrives (witnessed: both ends in FIN_WAIT_1)."),
+    "tuple_reuse": Layout(
+        column="target", column_order=("same_remote", "other_remote"),
+        rows=(Axis("opts", "options (both sockets)", ("opts",)), Axis("family", "family", ("family",)),
+              Axis("tcp_tw_reuse", "tcp_tw_reuse", ("tcp_tw_reuse",)),
+              Axis("timestamps", "timestamps used", ("timestamps",))),
+        cell=("setsockopt", "bind", "connect"),
+        description="A client bound to port A connects to a listener on B and closes first, so A is in TIME_WAIT "
+                    "(witnessed). A new socket with the same options binds A at once and connects to B again "
+                    "(same_remote: the 4-tuple the TIME_WAIT entry holds) or to another listener C (other_remote) "
+                    "(seeds 000 and 003). Beside them the facts that decide it on Linux: the tcp_tw_reuse sysctl and "
+                    "whether the first connection used TCP timestamps."),
+    "hijack": Layout(
+        column="prober", column_order=("other_process", "other_user"),
+        rows=(Axis("options", "options (first → second)", ("first_opts", "second_opts")),
+              Axis("family", "family", ("family",)),
+              Axis("addresses", "addresses (first → second)", ("first_addr", "second_addr"))),
+        cell=("bind", "listen", "accepted_by", "split", "after_close"),
+        seed={"family": "inet", "prober": "other_process"},
+        description="Can another program take over a listener's connections (seeds 001, 003)? A first socket "
+                    "listens; a second one, in another process of the same user (other_process) or of another user "
+                    "(other_user), binds the same port with its own options and address, and listens. Where both "
+                    "listen, 16 clients connect: accepted_by says who accepted them (first, second, both; split: "
+                    "how many each, first/second), or refused. after_close: who accepts a new connection once the "
+                    "first listener has closed. A cell that shows only bind or listen: the second socket was "
+                    "refused there."),
 }
 CELL_TEXTS = {"bind_matrix": bind_listen_texts}
 

@@ -6,6 +6,13 @@ prober process that reads one JSON request per line on stdin and answers one JSO
 like a restarted server; `other_user`, the same process started as root that drops to an unprivileged uid once its
 modules are loaded, so it needs no access to the agent's private directory).
 
+A request without "op" is try_second's. The hijack lab keeps its second socket listening in the prober process
+while the agent's clients connect, with three more requests (HeldSecond):
+
+    {"op": "listen", proto, family, addr, port, opts, backlog}   the steps, as try_second; the socket stays open
+    {"op": "accepted"}                                            {"peers": [port, ...]}: connections accepted now
+    {"op": "close"}                                               {}: the held socket is closed
+
     python -m labs.prober [--user NAME]
 """
 import json
@@ -22,9 +29,10 @@ UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
 LIVE = set()
 
 
-def try_second(options, request):
-    """Steps of the second socket for a request {proto, family, addr, port, opts}: {step: outcome, "errno": n}."""
-    steps, sock = {}, None
+def open_second(options, request):
+    """The second socket for a request {proto, family, addr, port, opts[, backlog]}: (steps, socket), steps as
+    {step: outcome, "errno": n}; the socket is returned open when every step passed, else closed and None."""
+    steps, sock, passed = {}, None, False
     step = "setsockopt"
     try:
         sock = endpoints.new_socket(options, request["proto"], request["family"], request["opts"])
@@ -34,14 +42,66 @@ def try_second(options, request):
         steps[step] = OK
         if request["proto"] == "tcp":
             step = "listen"
-            sock.listen(1)
+            sock.listen(request.get("backlog", 1))
             steps[step] = OK
+        passed = True
     except OSError as exc:
         steps[step], steps["errno"] = error_name(exc)
     finally:
-        if sock is not None:
+        if sock is not None and not passed:
             sock.close()
+    return steps, (sock if passed else None)
+
+
+def try_second(options, request):
+    """Steps of the second socket for a request {proto, family, addr, port, opts}: {step: outcome, "errno": n}."""
+    steps, sock = open_second(options, request)
+    if sock is not None:
+        sock.close()
     return steps
+
+
+def accept_pending(options, listener):
+    """Accepts every connection waiting on a non-blocking listener, aborting each at once (an RST: nothing stays
+    behind); returns the peers' ports."""
+    peers = []
+    while True:
+        try:
+            connection, peer = listener.accept()
+        except BlockingIOError:
+            return peers
+        options.abort(connection)
+        peers.append(peer[1])
+
+
+class HeldSecond:
+    """The hijack lab's second socket, held open between requests: it listens, says whom it accepted, is closed."""
+
+    def __init__(self, options):
+        self.options, self.sock = options, None
+
+    def answer(self, request):
+        op = request["op"]
+        if op == "listen":
+            return self.listen(request)
+        if op == "accepted":
+            return {"peers": accept_pending(self.options, self.sock) if self.sock is not None else []}
+        if op == "close":
+            self.close()
+            return {}
+        raise ValueError("unknown prober request {!r}".format(op))
+
+    def listen(self, request):
+        self.close()
+        steps, self.sock = open_second(self.options, request)
+        if self.sock is not None:
+            self.sock.setblocking(False)  # `accepted` takes what is pending now, never waits
+        return steps
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()  # a listener's close resets any connection still queued on it
+            self.sock = None
 
 
 class SameProcess:
@@ -74,6 +134,20 @@ class ProberProcess:
         LIVE.add(self)
 
     def try_second(self, request):
+        return self.ask(request)
+
+    def listen_second(self, request):
+        """The hijack lab's second socket: opened and left listening in the prober; its steps."""
+        return self.ask(dict(request, op="listen"))
+
+    def accepted(self):
+        """Ports of the peers whose connections the held second socket has accepted since last asked."""
+        return self.ask({"op": "accepted"})["peers"]
+
+    def close_second(self):
+        self.ask({"op": "close"})
+
+    def ask(self, request):
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
@@ -126,9 +200,15 @@ def drop_privileges(name):
 
 def serve(stdin, stdout):
     options = Options(platform_family())
-    for line in stdin:
-        stdout.write(json.dumps(try_second(options, json.loads(line))).encode() + b"\n")
-        stdout.flush()
+    held = HeldSecond(options)
+    try:
+        for line in stdin:
+            request = json.loads(line)
+            answer = held.answer(request) if "op" in request else try_second(options, request)
+            stdout.write(json.dumps(answer).encode() + b"\n")
+            stdout.flush()
+    finally:
+        held.close()
 
 
 def main(argv):

@@ -1,0 +1,198 @@
+"""The hijack lab on this machine's real sockets: who accepts the connections, the witness gate, what is
+unsupported, and that nothing is left behind in either process."""
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import labs
+from labs import endpoints, hijack, hostfacts
+from labs.polling import poll
+from labs.prober import ProberProcess, serve
+from labs.sockopts import Options, platform_family
+from labs.witness import Witness
+from tests.conftest import REPO
+
+needs_linux = pytest.mark.skipif(platform_family() != "linux", reason="these outcomes are Linux's")
+needs_root = pytest.mark.skipif(not hostfacts.is_admin(), reason="other_user needs root")
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Witness(platform_family()) as witness:
+        host = hostfacts.collect(witness.method)
+    context = hijack.Context(host)
+    yield host, context
+    context.close()
+
+
+def case(family, first_opts, second_opts, first_addr, second_addr, prober="other_process"):
+    return dict(zip(hijack.PARAMETERS, (family, first_opts, second_opts, first_addr, second_addr, prober)))
+
+
+# Linux 6.x, a second process of the same user: (outcome, accepted_by, after_close). Without SO_REUSEPORT on both
+# sockets nothing binds beside a listener that covers the address; with it, a specific address takes every
+# connection from a wildcard listener (seed 003's hijack), identical addresses share them.
+LINUX_CELLS = [
+    (case("inet", "none", "none", "wildcard", "loopback"), ("EADDRINUSE", None, None)),
+    (case("inet", "SO_REUSEADDR", "SO_REUSEADDR", "wildcard", "loopback"), ("EADDRINUSE", None, None)),
+    (case("inet", "SO_REUSEADDR", "SO_REUSEADDR", "loopback", "loopback"), ("EADDRINUSE", None, None)),
+    (case("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "wildcard"), ("ok", "both", "second")),
+    (case("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "loopback"), ("ok", "second", "second")),
+    (case("inet", "SO_REUSEPORT", "SO_REUSEPORT", "loopback", "wildcard"), ("ok", "first", "second")),
+    (case("inet6", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "loopback"), ("ok", "second", "second")),
+    (case("dual", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "v4mapped"), ("ok", "second", "second")),
+    # ::1 and ::ffff:127.0.0.1 do not overlap: both bind, and each keeps its own clients.
+    (case("dual", "none", "none", "loopback", "v4mapped"), ("ok", "first", "refused")),
+]
+
+
+@needs_linux
+@pytest.mark.parametrize("params, expected", LINUX_CELLS, ids=[labs.case_id(hijack, p) for p, _ in LINUX_CELLS])
+def test_who_accepts_on_linux(lab, params, expected):
+    _, context = lab
+    record = hijack.run_case(context, params)
+    assert record["witness"] == "LISTEN"
+    assert (record["outcome"], record.get("accepted_by"), record.get("after_close")) == expected
+    if record.get("accepted_by"):
+        first, second = map(int, record["split"].split("/"))
+        assert first + second == hijack.CONNECTIONS
+    else:
+        assert "split" not in record and record["bind"] == record["outcome"]
+
+
+@needs_linux
+@needs_root
+@pytest.mark.parametrize("params, expected", [
+    (case("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "wildcard", "other_user"), ("EADDRINUSE", None)),
+    (case("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "loopback", "other_user"), ("EADDRINUSE", None)),
+    (case("dual", "none", "none", "v4mapped", "loopback", "other_user"), ("ok", "first")),
+])
+def test_another_user_takes_nothing_on_linux(lab, params, expected):
+    _, context = lab
+    record = hijack.run_case(context, params)
+    assert (record["outcome"], record.get("accepted_by")) == expected
+
+
+def test_every_axis_is_covered(lab):
+    host, _ = lab
+    cases = list(hijack.cases(host))
+    options = len(hijack.option_sets(host["options"]))
+    pairs = sum(len(names) ** 2 for names in hijack.ADDRESSES.values())
+    assert len(cases) == options ** 2 * pairs * len(hijack.PROBERS)
+    assert len({labs.case_id(hijack, params) for params in cases}) == len(cases)
+
+
+def test_a_first_socket_that_does_not_listen_is_inconclusive(lab, monkeypatch):
+    """The first socket is bound but never listens: a real socket in the wrong state, which the witness catches
+    before the prober is asked anything."""
+    _, context = lab
+    monkeypatch.setattr(hijack, "listen", lambda sock: None)
+    monkeypatch.setattr(hijack, "STATE_DEADLINE", 0.3)
+    record = hijack.run_case(context, case("inet", "none", "none", "wildcard", "wildcard"))
+    assert record["outcome"] == "inconclusive"
+    assert record["witness"] != "LISTEN"
+    assert "bind" not in record and "accepted_by" not in record
+
+
+def test_no_other_user_is_unsupported(lab, monkeypatch):
+    _, context = lab
+    monkeypatch.delitem(context.probers, "other_user", raising=False)
+    record = hijack.run_case(context, case("inet", "none", "none", "wildcard", "wildcard", "other_user"))
+    assert record["outcome"] == "unsupported"
+
+
+def test_an_option_the_host_refuses_on_the_first_socket_is_unsupported(lab, monkeypatch):
+    """As on a host without SO_REUSEPORT: the option number is one the kernel does not know."""
+    _, context = lab
+    monkeypatch.setitem(context.options.values, "SO_REUSEPORT", 0x7FFF)
+    record = hijack.run_case(context, case("inet", "SO_REUSEPORT", "none", "wildcard", "wildcard"))
+    assert record["outcome"] == "unsupported"
+    assert "first socket" in record["detail"] and "bind" not in record
+
+
+def socket_count(pid):
+    """Open sockets of a process, from its file descriptors."""
+    fds = "/proc/{}/fd".format(pid)
+    count = 0
+    for fd in os.listdir(fds):
+        try:
+            count += os.readlink(os.path.join(fds, fd)).startswith("socket:")
+        except OSError:
+            continue  # closed while listed
+    return count
+
+
+@needs_proc
+def test_nothing_is_left_behind(lab, monkeypatch):
+    """Cases that share connections, hand them over after close, are refused or fail to bind: afterwards no socket
+    holds their ports (no TIME_WAIT either) and neither process has more sockets open than before."""
+    _, context = lab
+    prober = context.probers["other_process"]
+    ports = []
+
+    def fresh_port(options, proto):
+        ports.append(real_fresh_port(options, proto))
+        return ports[-1]
+
+    real_fresh_port = endpoints.fresh_port
+    monkeypatch.setattr(endpoints, "fresh_port", fresh_port)
+    before = socket_count(os.getpid()), socket_count(prober.process.pid)
+    options = hijack.option_sets(context.options.known)[-1]  # every option the host has, on both sockets
+    for params in (case("inet", options, options, "wildcard", "wildcard"),
+                   case("dual", "none", "none", "loopback", "v4mapped"),
+                   case("inet", "none", "none", "wildcard", "wildcard")):
+        assert hijack.run_case(context, params)["outcome"] in ("ok", "EADDRINUSE")
+    assert len(ports) == 3
+    for port in ports:
+        assert poll(lambda: context.witness.states("tcp", port), lambda states: not states, 2.0) == ()
+    assert (socket_count(os.getpid()), socket_count(prober.process.pid)) == before
+
+
+def test_the_prober_holds_a_listener_between_requests():
+    """The protocol the lab drives: listen, accepted (peers' ports), close; the socket really listens in between."""
+    prober = ProberProcess()
+    try:
+        port = endpoints.fresh_port(Options(platform_family()), "tcp")
+        steps = prober.listen_second({"proto": "tcp", "family": "inet", "addr": "loopback", "port": port, "opts": [],
+                                      "backlog": 4})
+        assert steps == {"setsockopt": "ok", "bind": "ok", "listen": "ok"}
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as client:
+            mine = client.getsockname()[1]
+            seen = set()
+            poll(lambda: seen.update(prober.accepted()) or seen, lambda peers: mine in peers, 2.0)
+            assert seen == {mine}
+        prober.close_second()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        prober.close()
+
+
+def test_serve_answers_both_kinds_of_request():
+    """bind_matrix's request (no "op") is answered as before; the held socket is closed when the input ends."""
+    requests = [{"proto": "tcp", "family": "inet", "addr": "loopback", "port": 0, "opts": []},
+                {"op": "listen", "proto": "tcp", "family": "inet", "addr": "loopback", "port": 0, "opts": []},
+                {"op": "accepted"},
+                {"op": "close"}]
+    out = io.BytesIO()
+    serve(io.BytesIO(b"".join(json.dumps(request).encode() + b"\n" for request in requests)), out)
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers == [{"setsockopt": "ok", "bind": "ok", "listen": "ok"},
+                       {"setsockopt": "ok", "bind": "ok", "listen": "ok"}, {"peers": []}, {}]
+
+
+def test_the_agent_runs_the_lab_end_to_end():
+    done = subprocess.run([sys.executable, "-m", "labs", "--lab", "hijack", "--where", "family=inet",
+                           "--where", "prober=other_process"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=True)
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    cases = [record for record in records if record["record"] == "case"]
+    assert records[-1] == dict(records[-1], record="end", cases=len(cases))
+    assert cases and all(record["witness"] == "LISTEN" for record in cases)
+    assert not [record for record in cases if record["outcome"] in ("error", "inconclusive")]
