@@ -31,11 +31,12 @@ def plan(names, where, skip):
         if name not in LABS:
             raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
     check_where([module(name) for name in names], where)
+    sizes = [column for name in names for column in getattr(module(name), "TUNABLE", {})]
     plans = []
     for name in names:
         lab = module(name)
         done = set(skip.get(name, ()))
-        plans.append((name, lab, [params for params in selected(lab, host, where)
+        plans.append((name, lab, [params for params in selected(lab, host, where, sizes)
                                   if case_id(lab, params) not in done]))
     return host, plans
 

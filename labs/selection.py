@@ -49,11 +49,14 @@ def check_where(lab_modules, where):
             tunable_values(lab, column, where[column])
 
 
-def selected(lab, host, where):
-    """The lab's cases with the values of `where` (none if the lab lacks one of its columns), tunables set."""
-    if not set(where) <= set(lab.PARAMETERS):
+def selected(lab, host, where, sizes=()):
+    """The lab's cases with the values of `where` (none if the lab lacks one of its columns), tunables set.
+    `sizes`: the tunable columns of every lab asked for; they set sizes, so they do not filter out the labs
+    without them (`--where pairs=200` still runs hijack)."""
+    if not set(where) - set(sizes) <= set(lab.PARAMETERS):
         return []
     tunable = getattr(lab, "TUNABLE", {})
+    where = {column: values for column, values in where.items() if column in lab.PARAMETERS}
     filters = {column: values for column, values in where.items() if column not in tunable}
     settings = {column: tunable_values(lab, column, values) for column, values in where.items() if column in tunable}
     chosen = []

@@ -70,6 +70,27 @@ def test_namespace_hosts_measure_what_the_local_transport_measures(lab, entries,
         assert leftovers_gone(lab, name)
 
 
+def test_every_lab_runs_on_namespace_hosts_and_tuple_reuse_under_each_tcp_tw_reuse(lab, entries, tmp_path):
+    from tests.test_tasks import OTHER_LABS, SMALL_SIZES
+    labs = [word for name in OTHER_LABS for word in ("--lab", name)]
+    status, output = finished(run_all("--hosts", lab.inventory, "--out", str(tmp_path), *labs, *SMALL_SIZES))
+    assert status == 0, output
+    table = load_run(only_run(tmp_path)[0])
+    counts = table.groupby(["host", "lab"]).size().unstack()
+    assert sorted(counts.index) == sorted(entries) and set(counts.columns) == set(OTHER_LABS)
+    assert counts.notna().all().all(), counts
+    errors = table[table["outcome"] == "error"]
+    assert errors.empty, errors[["host", "case_id", "detail"]].head().to_string()
+    assert (table["outcome"] != "inconclusive").mean() > 0.95
+    # tuple_reuse records the sysctl its host has: the four hosts run it under tcp_tw_reuse 0, 1, 2, 0
+    reuse = table[table["lab"] == "tuple_reuse"].groupby("host")["tcp_tw_reuse"].agg(set)
+    for name in entries:
+        assert reuse[name] == {str(lab.host(name).sysctls["net.ipv4.tcp_tw_reuse"])}
+    assert set.union(*reuse) == {"0", "1", "2"}
+    for name in entries:
+        assert leftovers_gone(lab, name)
+
+
 GARBAGE_PYTHON = """#!/bin/sh
 # A Python whose agent prints a line of garbage after its 30th line while MARKER exists (a socklab fault test).
 if [ -e {marker} ] && [ "${{1##*.}}" = pyz ]; then
