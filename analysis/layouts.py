@@ -151,6 +151,19 @@ LAYOUTS = {
                     "how many each, first/second), or refused. after_close: who accepts a new connection once the "
                     "first listener has closed. A cell that shows only bind or listen: the second socket was "
                     "refused there."),
+    "socketpair_churn": Layout(
+        column="opts", column_order=("none", "SO_REUSEADDR"),
+        rows=(Axis("strategy", "strategy", ("strategy",)), Axis("pairs", "pairs", ("pairs",))),
+        cell=("outcome", "made", "failures", "retries", "miswired", "time_wait_left", "pairs_per_second"),
+        description="`pairs` TCP socket pairs on 127.0.0.1 made and closed back to back (seed 000), as a "
+                    "socketpair() emulation makes them: a listener, a client that connects, the accepted end; the "
+                    "client end closes first, so each pair leaves a TIME_WAIT on the client's port. Strategies for "
+                    "the ports: sequential (walking a window of 8,192 ports and wrapping round, no retry), "
+                    "os_assigned (port 0), random (the whole range 1024-65535, retried on failure: seed 000's fix); "
+                    "python_socketpair is the host Python's own socket.socketpair(). opts: SO_REUSEADDR on every "
+                    "socket or none. made: pairs whose two ends were connected to each other (miswired: connected "
+                    "to a stray connection); failures: every failed call by step and error, retried ones included; "
+                    "time_wait_left: TIME_WAIT entries left on the ports used; pairs_per_second: the speed."),
 }
 CELL_TEXTS = {"bind_matrix": bind_listen_texts}
 

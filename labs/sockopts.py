@@ -30,6 +30,12 @@ OPTION_VALUES = {
 IPV6_VALUES = {"linux": (41, 26)}
 IPV6_DEFAULT = (41, 27)
 
+# Where struct tcp_info keeps tcpi_options (after five u_int8_t fields in Linux <linux/tcp.h> and FreeBSD
+# <netinet/tcp.h>), and its TCPI_OPT_TIMESTAMPS bit. Other systems lay the struct out otherwise, or have none.
+TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
+TCPI_OPT_TIMESTAMPS = 0x1
+TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits
+
 # Windows Sockets error codes (winsock2.h) by the POSIX name they stand for.
 WSA_NAMES = {
     10004: "EINTR", 10009: "EBADF", 10013: "EACCES", 10014: "EFAULT", 10022: "EINVAL", 10024: "EMFILE",
@@ -67,6 +73,7 @@ class Options:
         self.ipv6_v6only = getattr(socket, "IPV6_V6ONLY", ipv6[1])
         # struct linger is two ints on POSIX, two u_shorts on Windows.
         self.linger_format = "HH" if os_family == "windows" else "ii"
+        self.tcpi_options = TCPI_OPTIONS_OFFSET.get(os_family)
 
     @property
     def known(self):
@@ -88,6 +95,20 @@ class Options:
         quickack = getattr(socket, "TCP_QUICKACK", None)
         if quickack is not None:
             sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+    def used_timestamps(self, sock):
+        """yes / no: whether the connection of `sock` negotiated TCP timestamps (tcp_info); unknown where the host
+        cannot tell. Linux reuses a TIME_WAIT 4-tuple for an explicitly bound connect() only with them."""
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if tcp_info is None or self.tcpi_options is None:
+            return "unknown"
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, TCP_INFO_SIZE)
+        except OSError:
+            return "unknown"
+        if len(info) <= self.tcpi_options:
+            return "unknown"
+        return "yes" if info[self.tcpi_options] & TCPI_OPT_TIMESTAMPS else "no"
 
     def abort(self, sock):
         """Close with SO_LINGER 0: an RST, so the connection leaves no TIME_WAIT or orphan behind."""

@@ -38,13 +38,6 @@ STEP_VALUES = {}
 MEASURES = ("tcp_tw_reuse", "timestamps")
 TUNABLE = {}
 
-# Where struct tcp_info keeps tcpi_options (after five u_int8_t fields in Linux <linux/tcp.h> and FreeBSD
-# <netinet/tcp.h>), and its TCPI_OPT_TIMESTAMPS bit. Other systems lay the struct out otherwise, or have none.
-TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
-TCPI_OPT_TIMESTAMPS = 0x1
-TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits
-UNKNOWN = "unknown"
-
 
 def cases(host):
     opts = (NO_OPTIONS,) + tuple(host["options"])
@@ -63,20 +56,6 @@ class Context:
         self.witness.close()
 
 
-def used_timestamps(os_family, sock):
-    """yes / no: whether the connection of `sock` negotiated TCP timestamps; unknown where the host cannot tell."""
-    tcp_info, offset = getattr(socket, "TCP_INFO", None), TCPI_OPTIONS_OFFSET.get(os_family)
-    if tcp_info is None or offset is None:
-        return UNKNOWN
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, TCP_INFO_SIZE)
-    except OSError:
-        return UNKNOWN
-    if len(info) <= offset:
-        return UNKNOWN
-    return "yes" if info[offset] & TCPI_OPT_TIMESTAMPS else "no"
-
-
 def leave_time_wait(context, loopback, option_names, remote):
     """The original client: the case's options, bound to a fresh port A, connected to `remote`, closed first.
     Returns (A, whether it used timestamps); Refused where the host will not build it."""
@@ -88,7 +67,7 @@ def leave_time_wait(context, loopback, option_names, remote):
         raise
     except OSError as exc:
         raise Refused("original connect with {}: {}".format(join_options(option_names), error_name(exc)[0])) from None
-    timestamps = used_timestamps(context.os_family, original)
+    timestamps = context.options.used_timestamps(original)
     loopback.close_first(original, server)
     return port, timestamps
 

@@ -64,8 +64,10 @@ def test_each_lab_runs_is_checked_and_has_its_report_section(invoke, tmp_path):
     assert not (table["outcome"] == "error").any(), table.loc[table["outcome"] == "error", "detail"].head().tolist()
     assert set(table.loc[table["lab"] == "socketpair_churn", "pairs"]) == {"300"}
     report = (run_dir / "report" / "report.md").read_text()
+    page = (run_dir / "report" / "report.html").read_text()
     for lab in OTHER_LABS:
         assert "## Lab " + lab in report and (run_dir / "report" / (lab + ".csv")).exists()
+        assert 'id="lab-{}"'.format(lab) in page
     checked = invoke("check", "--run", str(run_dir))
     assert checked.returncode in (0, 1) and "undocumented" in checked.stdout, checked.stdout + checked.stderr
 
