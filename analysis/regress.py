@@ -83,11 +83,11 @@ class Regression(NamedTuple):
 def result_text(cases):
     """Per case "<step> <outcome>" for an outcome a step gave ("bind EADDRINUSE"), else the outcome ("ok"); then
     each step that gives a value, "; <step> <value>" ("ok; time_wait client")."""
-    steps = cases[[column for column in STEP_COLUMNS if column not in VALUE_STEP_COLUMNS]]
+    steps = cases.reindex(columns=[column for column in STEP_COLUMNS if column not in VALUE_STEP_COLUMNS])
     failed = steps.notna() & ~steps.isin([OK, ""])
     step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~cases["outcome"].isin(SPECIAL_OUTCOMES))
     text = (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
-    for column in VALUE_STEP_COLUMNS:
+    for column in [column for column in VALUE_STEP_COLUMNS if column in cases.columns]:
         value = cases[column].fillna("").astype(str)
         text = text.where(value == "", text + "; " + column + " " + value)
     return text

@@ -30,7 +30,7 @@ def pivot(frame, rows, layout):
 def select(frame, conditions):
     mask = pd.Series(True, index=frame.index)
     for column, value in conditions.items():
-        mask &= frame[column] == value
+        mask &= (frame[column] == value) if column in frame.columns else False
     return frame[mask]
 
 
@@ -132,7 +132,8 @@ def write(judged, run_dir, manifest, out_dir):
     ]
     labs = pd.unique(judged["lab"])
     for lab in [name for name in LABS if name in labs]:
-        parts += lab_section(lab, judged[judged["lab"] == lab], out_dir)
+        in_lab = judged["lab"] == lab
+        parts += lab_section(lab, judged if in_lab.all() else judged[in_lab], out_dir)  # one lab: no copy
     parts += ["## The outcomes as a picture", "Outcome of every case by system; below, the cases two or more systems "
               "measured, a marker where they differ.", "![outcomes by system and case](matrix.png)"]
     picture.write(judged, out_dir)

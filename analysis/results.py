@@ -28,9 +28,9 @@ VALUE_STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values()
                                         for column in getattr(lab, "STEP_VALUES", {})))
 
 
-def lab_columns():
-    """Parameter, step and measure columns of every lab, in LABS order, each once."""
-    return list(dict.fromkeys(column for lab in LAB_MODULES.values()
+def lab_columns(names=LABS):
+    """Parameter, step and measure columns of these labs (default every lab), in LABS order, each once."""
+    return list(dict.fromkeys(column for name, lab in LAB_MODULES.items() if name in names
                               for column in tuple(lab.PARAMETERS) + tuple(lab.STEPS) + measures(lab)))
 
 
@@ -39,6 +39,15 @@ def measures(lab):
 
 
 COLUMNS = list(RESULT_COLUMNS) + lab_columns()
+
+
+def with_columns(table):
+    """The table with the fixed columns and those of the labs it holds, in that order: a table of one lab carries
+    no empty columns of the others (a million rows of bind_matrix would otherwise hold dozens of them)."""
+    present = set(table["lab"].dropna()) if "lab" in table.columns else set()
+    table = table.reindex(columns=list(RESULT_COLUMNS) + lab_columns(present))
+    table["errno"] = pd.to_numeric(table["errno"]).astype("Int64")
+    return table
 
 
 def read_manifest(run_dir):
@@ -96,9 +105,7 @@ def table_is_current(run_dir, manifest):
 
 def read_table(path):
     """results.csv as the tidy table; pyarrow's reader takes 1,000,000 rows in about half a second here."""
-    table = pd.read_csv(path, engine="pyarrow", dtype=str).reindex(columns=COLUMNS)
-    table["errno"] = pd.to_numeric(table["errno"]).astype("Int64")
-    return table
+    return with_columns(pd.read_csv(path, engine="pyarrow", dtype=str))
 
 
 def write_csv(frame, path):
@@ -127,10 +134,7 @@ def load_run(run_dir, from_logs=False):
             continue
         frame["run_id"], frame["host"] = manifest["run_id"], host
         frames.append(frame)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    table = table.reindex(columns=COLUMNS)
-    table["errno"] = table["errno"].astype("Int64")
-    return table
+    return with_columns(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
 
 
 def load_runs(run_dirs):
