@@ -308,6 +308,8 @@ def time_wait_on(context, ports):
     """(TIME_WAIT entries whose local port is in `ports`, "") or (None, why they could not be counted)."""
     if context.witness is None:
         return None, context.witness_problem
+    if not context.witness.sees_time_wait:
+        return None, "this host's connection table does not list TIME_WAIT"
     try:
         return context.witness.count("tcp", "TIME_WAIT", ports), ""
     except (OSError, WitnessError) as exc:
@@ -332,6 +334,8 @@ def free_window(context):
     span = 2 * WINDOW_PAIRS
     if context.witness is None:
         return None, context.witness_problem
+    if not context.witness.sees_time_wait:  # a window would look free however many TIME_WAITs it held
+        return None, "this host's connection table does not list TIME_WAIT"
     for first in range(SEQUENTIAL_PORTS[0], SEQUENTIAL_PORTS[1] - span + 1, span):
         ports = range(first, first + span)
         try:

@@ -12,10 +12,15 @@ best reader the host has:
 `states(proto, port)` returns one vocabulary.TCP_STATES name per table entry whose LOCAL port is `port`, IPv4 and
 IPv6 together, any local address. A bound-only TCP socket is BOUND (when the reader can see it at all:
 `sees_bound_tcp`); a UDP socket is BOUND, or ESTABLISHED once connected (when the reader can tell:
-`sees_connected_udp`). A table it cannot read, or a state it cannot name, raises WitnessError.
+`sees_connected_udp`); TIME_WAIT entries are there when the reader sees them (`sees_time_wait`: macOS's netstat
+omits them). A table it cannot read, or a state it cannot name, raises WitnessError. `count(proto, state, ports)`
+counts the entries in one state over a set of local ports with one read of the table, for a lab that used
+thousands of ports.
 
-The parsers are pure functions of recorded text (parse_proc_net, parse_netstat_linux, parse_netstat_windows,
-parse_netstat_bsd) or bytes (parse_ip_helper_table), so tests run them on output recorded on other systems.
+The parsers are pure functions of recorded text (proc_net_entries, netstat_linux_entries, netstat_windows_entries,
+netstat_bsd_entries) or bytes (ip_helper_entries), so tests run them on output recorded on other systems; each
+yields (local port, state name) for the entries on a set of ports, and parse_* read one port with them. Every
+reader's states() and count() are filters over its entries() (Reader).
 Standard library only; platform modules are imported where they are used.
 """
 import errno
@@ -91,35 +96,40 @@ def _check_proto(proto):
 
 
 # --- parsers: pure functions of recorded output -----------------------------------------------------------------
+# Each *_entries function yields (local port, state name) for the entries of one table whose local port is in
+# `ports` (a container: one port for states(), a frozenset for count()), in table order. Only those entries' states
+# are named, so a state spelling this module cannot name is an error there and goes unread on other ports.
 
-def parse_proc_net(text, port, proto="tcp"):
-    """States of the entries for local `port` in the text of /proc/net/tcp, tcp6, udp or udp6 (one file or several
-    concatenated): "sl local_address rem_address st ..." with hex "ADDR:PORT" and a hex state."""
+def proc_net_entries(text, ports, proto="tcp"):
+    """Entries of the text of /proc/net/tcp, tcp6, udp or udp6 (one file or several concatenated): "sl
+    local_address rem_address st ..." with hex "ADDR:PORT" and a hex state."""
     _check_proto(proto)
-    table = LINUX_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES
-    suffix = ":%04X" % port
-    states = []
+    table, where = (LINUX_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES), "/proc/net/" + proto
+    # one port (states()): most lines are skipped by a substring test, without splitting
+    only = ":%04X" % next(iter(ports)) if len(ports) == 1 else ""
     for line in text.splitlines():
-        if suffix not in line:  # most lines: skip without splitting
+        if only not in line:
             continue
         fields = line.split(None, 4)
-        if len(fields) > 3 and fields[1].endswith(suffix):
-            states.append(_state_name(table, int(fields[3], 16), "/proc/net/" + proto))
-    return tuple(states)
+        if len(fields) > 3 and fields[0].endswith(":"):  # "sl" heads a header line, "0:" an entry
+            port = int(fields[1].rpartition(":")[2], 16)
+            if port in ports:
+                yield port, _state_name(table, int(fields[3], 16), where)
 
 
-def _netstat_states(rows, port, proto, local, separator, state_names):
-    """States for local `port` in netstat rows that start at their protocol column: the local address is column
-    `local`, the foreign address the next one, then (TCP) the state word. Every netstat parser ends here."""
-    states = []
+def _netstat_entries(rows, ports, proto, local, separator, state_names):
+    """Entries of netstat rows that start at their protocol column: the local address is column `local`, the
+    foreign address the next one, then (TCP) the state word. Every netstat parser ends here."""
     for row in rows:
-        if len(row) < local + 2 or _port_of(row[local], separator) != port:
+        if len(row) < local + 2:
+            continue
+        port = _port_of(row[local], separator)
+        if port not in ports:
             continue
         if proto == "udp":
-            states.append(_udp_state(row[local + 1]))
+            yield port, _udp_state(row[local + 1])
         elif len(row) > local + 2:
-            states.append(_state_name(state_names, row[local + 2], "netstat"))
-    return tuple(states)
+            yield port, _state_name(state_names, row[local + 2], "netstat")
 
 
 def _rows_named(text, names):
@@ -127,27 +137,27 @@ def _rows_named(text, names):
     return (fields for fields in map(str.split, text.splitlines()) if fields and fields[0] in names)
 
 
-def parse_netstat_linux(text, port, proto="tcp"):
-    """States for local `port` in net-tools `netstat -an` output (Linux): "tcp 0 0 127.0.0.1:60000
-    127.0.0.1:2364 FIN_WAIT2"; tcp6 rows write the address as ":::22" or "::1:631"."""
+def netstat_linux_entries(text, ports, proto="tcp"):
+    """Entries of net-tools `netstat -an` output (Linux): "tcp 0 0 127.0.0.1:60000 127.0.0.1:2364 FIN_WAIT2"; tcp6
+    rows write the address as ":::22" or "::1:631"."""
     _check_proto(proto)
-    return _netstat_states(_rows_named(text, (proto, proto + "6")), port, proto, 3, ":", NETSTAT_STATES)
+    return _netstat_entries(_rows_named(text, (proto, proto + "6")), ports, proto, 3, ":", NETSTAT_STATES)
 
 
-def parse_netstat_windows(text, port, proto="tcp"):
-    """States for local `port` in Windows `netstat -an` / `-ano` output: "TCP 0.0.0.0:60000 0.0.0.0:0 LISTENING
-    [PID]", "UDP [::]:5353 *:* [PID]"; IPv6 rows bracket the address, link-local ones carry a %scope."""
+def netstat_windows_entries(text, ports, proto="tcp"):
+    """Entries of Windows `netstat -an` / `-ano` output: "TCP 0.0.0.0:60000 0.0.0.0:0 LISTENING [PID]", "UDP
+    [::]:5353 *:* [PID]"; IPv6 rows bracket the address, link-local ones carry a %scope."""
     _check_proto(proto)
-    return _netstat_states(_rows_named(text, (proto.upper(),)), port, proto, 1, ":", NETSTAT_STATES)
+    return _netstat_entries(_rows_named(text, (proto.upper(),)), ports, proto, 1, ":", NETSTAT_STATES)
 
 
 _BSD_PROTO_NAMES = {proto: frozenset((proto, proto + "4", proto + "6", proto + "46")) for proto in PROTOCOLS}
 
 
-def parse_netstat_bsd(text, port, proto="tcp"):
-    """States for local `port` in BSD or macOS `netstat -an` output: "tcp4 0 0 127.0.0.1.60000 *.* LISTEN", the
-    port after the last dot ("*.60000", "::1.60000", "fe80::1%lo0.123"). The protocol column is found by name,
-    so -A (PCB address, flow hash) and -v (trailing columns) layouts parse too."""
+def netstat_bsd_entries(text, ports, proto="tcp"):
+    """Entries of BSD or macOS `netstat -an` output: "tcp4 0 0 127.0.0.1.60000 *.* LISTEN", the port after the
+    last dot ("*.60000", "::1.60000", "fe80::1%lo0.123"). The protocol column is found by name, so -A (PCB
+    address, flow hash) and -v (trailing columns) layouts parse too."""
     _check_proto(proto)
     names = _BSD_PROTO_NAMES[proto]
 
@@ -156,7 +166,7 @@ def parse_netstat_bsd(text, port, proto="tcp"):
             starts = [index for index, field in enumerate(fields[:3]) if field in names]
             if starts:
                 yield fields[starts[0]:]
-    return _netstat_states(rows(), port, proto, 3, ".", BSD_NETSTAT_STATES)
+    return _netstat_entries(rows(), ports, proto, 3, ".", BSD_NETSTAT_STATES)
 
 
 # Windows MIB rows after the DWORD entry count (tcpmib.h, udpmib.h): (row size, local port offset, state offset).
@@ -169,22 +179,71 @@ IP_HELPER_ROWS = {
 }
 
 
-def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
-    """States for local `port` in a table filled by GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL) or
-    GetExtendedUdpTable (UDP_TABLE_OWNER_PID). UDP rows carry no remote address, so every UDP entry is BOUND."""
+def ip_helper_entries(table, ports, proto="tcp", ipv6=False):
+    """Entries of a table filled by GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL) or GetExtendedUdpTable
+    (UDP_TABLE_OWNER_PID). UDP rows carry no remote address, so every UDP entry is BOUND."""
     _check_proto(proto)
     size, port_offset, state_offset = IP_HELPER_ROWS[proto, ipv6]
     count = struct.unpack_from("<I", table, 0)[0]
-    states = []
     for offset in range(4, 4 + count * size, size):
-        if (table[offset + port_offset] << 8 | table[offset + port_offset + 1]) != port:
+        port = table[offset + port_offset] << 8 | table[offset + port_offset + 1]
+        if port not in ports:
             continue
         if state_offset is None:
-            states.append("BOUND")
+            yield port, "BOUND"
         else:
             state = struct.unpack_from("<I", table, offset + state_offset)[0]
-            states.append(_state_name(WINDOWS_TCP_STATES, state, "MIB_TCP_STATE"))
-    return tuple(states)
+            yield port, _state_name(WINDOWS_TCP_STATES, state, "MIB_TCP_STATE")
+
+
+# The per-port readings of recorded output: the states of one local port's entries, in table order.
+
+def _states(entries):
+    return tuple(state for _port, state in entries)
+
+
+def parse_proc_net(text, port, proto="tcp"):
+    return _states(proc_net_entries(text, (port,), proto))
+
+
+def parse_netstat_linux(text, port, proto="tcp"):
+    return _states(netstat_linux_entries(text, (port,), proto))
+
+
+def parse_netstat_windows(text, port, proto="tcp"):
+    return _states(netstat_windows_entries(text, (port,), proto))
+
+
+def parse_netstat_bsd(text, port, proto="tcp"):
+    return _states(netstat_bsd_entries(text, (port,), proto))
+
+
+def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
+    return _states(ip_helper_entries(table, (port,), proto, ipv6))
+
+
+# --- readers ----------------------------------------------------------------------------------------------------
+
+class Reader:
+    """What every reader shares: states() and count() over its entries(proto, ports, state), which gives (local
+    port, state name) for the table entries whose local port is in `ports`. `state`, when given, is a hint that
+    only that state is wanted (sock_diag asks the kernel for it alone); count() checks the states anyway."""
+
+    sees_time_wait = True
+
+    def states(self, proto, port):
+        _check_proto(proto)
+        return tuple(state for _port, state in self.entries(proto, (port,)))
+
+    def count(self, proto, state, ports):
+        _check_proto(proto)
+        ports = frozenset(ports)  # one membership test per entry, whatever container the caller has
+        if not ports:
+            return 0
+        return sum(1 for _port, named in self.entries(proto, ports, state) if named == state)
+
+    def close(self):
+        pass
 
 
 # --- Linux: sock_diag -------------------------------------------------------------------------------------------
@@ -213,22 +272,23 @@ _REQUEST_HEAD = struct.Struct("=IHHII BBBBI 2s46x HH")
 _TCP_REQUEST_HEAD = struct.Struct("=IHHII BBBB 2s46x II HH")
 
 
-def port_filter_bytecode(port, equal_op=True):
-    """INET_DIAG_REQ_BYTECODE matching local port == `port` (inet_diag_bc_run: an op jumps `yes` bytes forward on
-    a match, `no` bytes on a miss; the program matches when it ends exactly at its length, so `no` = length + 4
-    rejects). The port sits in the `no` of the op after the comparison and is compared in host byte order with
-    the socket's inet_num. S_EQ is one test; a kernel that predates it gets S_GE then S_LE."""
-    if equal_op:
-        return struct.pack("=BBHBBH", INET_DIAG_BC_S_EQ, 8, 12, 0, 0, port)
-    return struct.pack("=BBHBBHBBHBBH", INET_DIAG_BC_S_GE, 8, 20, 0, 0, port, INET_DIAG_BC_S_LE, 8, 12, 0, 0, port)
+def port_filter_bytecode(low, high, equal_op=True):
+    """INET_DIAG_REQ_BYTECODE matching low <= local port <= high (inet_diag_bc_run: an op jumps `yes` bytes
+    forward on a match, `no` bytes on a miss; the program matches when it ends exactly at its length, so `no` =
+    length + 4 rejects). A port sits in the `no` of the op after its comparison and is compared in host byte order
+    with the socket's inet_num. One port (low == high) is one S_EQ test where `equal_op`; a kernel that predates
+    S_EQ, and a range, get S_GE then S_LE."""
+    if equal_op and low == high:
+        return struct.pack("=BBHBBH", INET_DIAG_BC_S_EQ, 8, 12, 0, 0, low)
+    return struct.pack("=BBHBBHBBHBBH", INET_DIAG_BC_S_GE, 8, 20, 0, 0, low, INET_DIAG_BC_S_LE, 8, 12, 0, 0, high)
 
 
-class SockDiagReader:
-    """NETLINK_SOCK_DIAG dumps with a bytecode filter on the local port, so the kernel copies out only the port's
-    entries however many TIME_WAITs the host has. The kernel still walks its hash tables per dump, which sets the
-    cost of a query: TCP is asked with one TCPDIAG_GETSOCK dump covering both families (one walk instead of two,
-    about half the cost), where the kernel takes it; UDP, and TCP elsewhere, with a SOCK_DIAG_BY_FAMILY dump per
-    family."""
+class SockDiagReader(Reader):
+    """NETLINK_SOCK_DIAG dumps with a bytecode filter on the local port (for count(), the range from the least to
+    the greatest port, and the state mask cut to the state counted), so the kernel copies out only those entries
+    however many TIME_WAITs the host has. The kernel still walks its hash tables per dump, which sets the cost of a
+    query: TCP is asked with one TCPDIAG_GETSOCK dump covering both families (one walk instead of two, about half
+    the cost), where the kernel takes it; UDP, and TCP elsewhere, with a SOCK_DIAG_BY_FAMILY dump per family."""
 
     method = "sock_diag"
     sees_connected_udp = True
@@ -274,34 +334,37 @@ class SockDiagReader:
                 return "BOUND" in self.states("tcp", probe.getsockname()[1])
         return False
 
-    def states(self, proto, port):
-        _check_proto(proto)
+    def entries(self, proto, ports, state=None):
         if self._pid != os.getpid():  # a forked child must not read replies meant for its parent
             self._sock.close()
             self._open()
         if proto == "tcp":
-            return self._dump(self.tcp_dumps, socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES, port)
-        return self._dump(PER_FAMILY_DUMPS, socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES, port)
-
-    def _dump(self, dumps, protocol, state_mask, names, port):
-        states = []
+            dumps, protocol, mask, names = self.tcp_dumps, socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES
+        else:
+            dumps, protocol, mask, names = PER_FAMILY_DUMPS, socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES
+        if state is not None:
+            mask &= sum(1 << number for number, name in names.items() if name == state)
+        if not mask:  # a state this table never holds
+            return []
+        found = []
         for kind, family in dumps:
             for _attempt in range(3):  # a dump the kernel marks interrupted (tables changed under it) is redone
-                found = self._request(kind, family, protocol, state_mask, port, names)
-                if found is not None:
+                entries = self._request(kind, family, protocol, mask, ports)
+                if entries is not None:
                     break
             else:
                 raise WitnessError("sock_diag dump kept being interrupted")
-            states.extend(found)
-        return tuple(states)
+            found += entries
+        return [(port, _state_name(names, number, "sock_diag")) for port, number in found]
 
-    def _request(self, kind, family, protocol, state_mask, port, names):
-        """One dump's states, or None if the kernel flagged it interrupted."""
+    def _request(self, kind, family, protocol, state_mask, ports):
+        """One dump's (local port, state number) entries on `ports`, or None if the kernel flagged it interrupted."""
         self._seq = self._seq % 0xFFFFFFFF + 1
-        bytecode = port_filter_bytecode(port, self.equal_op)
+        low, high = min(ports), max(ports)
+        bytecode = port_filter_bytecode(low, high, self.equal_op)
         # idiag_sport lets the listening, established and UDP walks skip other ports before running the bytecode
-        # (a little cheaper with many sockets); the bound-socket walk filters with the bytecode alone.
-        sport, flags = struct.pack(">H", port), NLM_F_REQUEST | NLM_F_DUMP
+        # (a little cheaper with many sockets); the bound-socket walk, and a range, filter with the bytecode alone.
+        sport, flags = struct.pack(">H", low if low == high else 0), NLM_F_REQUEST | NLM_F_DUMP
         if kind == TCPDIAG_GETSOCK:
             head = _TCP_REQUEST_HEAD.pack(_TCP_REQUEST_HEAD.size + len(bytecode), kind, flags, self._seq, 0,
                                           family, 0, 0, 0, sport, state_mask, 0, 4 + len(bytecode),
@@ -311,17 +374,17 @@ class SockDiagReader:
                                       protocol, 0, 0, state_mask, sport, 4 + len(bytecode), INET_DIAG_REQ_BYTECODE)
         try:
             self._sock.send(head + bytecode)
-            return self._receive(kind, port, names)
+            return self._receive(kind, ports)
         except socket.timeout:
             raise WitnessError("sock_diag: no reply within {} s".format(NETLINK_TIMEOUT))
         except OSError as exc:
-            if exc.errno == errno.EINVAL and self.equal_op:  # inet_diag_bc_audit: no INET_DIAG_BC_S_EQ here
+            if exc.errno == errno.EINVAL and self.equal_op and low == high:  # inet_diag_bc_audit: no S_EQ here
                 self.equal_op = False
-                return self._request(kind, family, protocol, state_mask, port, names)
+                return self._request(kind, family, protocol, state_mask, ports)
             raise
 
-    def _receive(self, request_kind, port, names):
-        buffer, states, interrupted = self._buffer, [], False
+    def _receive(self, request_kind, ports):
+        buffer, entries, interrupted = self._buffer, [], False
         while True:
             size = self._sock.recv_into(buffer)
             offset = 0
@@ -335,10 +398,13 @@ class SockDiagReader:
                         error = struct.unpack_from("=i", buffer, offset + 16)[0] if length >= 20 else 0
                         if error < 0:
                             raise OSError(-error, "sock_diag: " + os.strerror(-error))
-                        return None if interrupted else states
-                    if kind == request_kind and (buffer[offset + 20] << 8 | buffer[offset + 21]) == port:
-                        # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian)
-                        states.append(_state_name(names, buffer[offset + 17], "sock_diag"))
+                        return None if interrupted else entries
+                    if kind == request_kind:
+                        # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian);
+                        # a range lets through ports between those asked
+                        port = buffer[offset + 20] << 8 | buffer[offset + 21]
+                        if port in ports:
+                            entries.append((port, buffer[offset + 17]))
                 offset += (length + 3) & ~3
 
     def close(self):
@@ -349,7 +415,7 @@ class SockDiagReader:
 
 # --- Linux: /proc/net -------------------------------------------------------------------------------------------
 
-class ProcNetReader:
+class ProcNetReader(Reader):
     """/proc/net/{tcp,tcp6,udp,udp6}: the fallback where netlink is refused (WSL1, sandboxes). Reading it formats
     every socket on the host, so its cost grows with the table; bound-only TCP sockets are not in it."""
 
@@ -362,20 +428,14 @@ class ProcNetReader:
         if not os.path.exists(os.path.join(self.ROOT, "tcp")):
             raise WitnessError("no {}/tcp".format(self.ROOT))
 
-    def states(self, proto, port):
-        _check_proto(proto)
-        states = ()
+    def entries(self, proto, ports, state=None):
         for name in (proto, proto + "6"):
             try:
                 with open(os.path.join(self.ROOT, name), "rb") as table:
                     text = table.read().decode("ascii", "replace")
             except FileNotFoundError:  # tcp6/udp6 are absent when IPv6 is disabled
                 continue
-            states += parse_proc_net(text, port, proto)
-        return states
-
-    def close(self):
-        pass
+            yield from proc_net_entries(text, ports, proto)
 
 
 # --- Windows: IP Helper -----------------------------------------------------------------------------------------
@@ -387,7 +447,7 @@ ERROR_INSUFFICIENT_BUFFER = 122
 NO_IPV6_ERRORS = (50, 87)  # ERROR_NOT_SUPPORTED, ERROR_INVALID_PARAMETER
 
 
-class IpHelperReader:
+class IpHelperReader(Reader):
     """GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL) and GetExtendedUdpTable (UDP_TABLE_OWNER_PID) via ctypes.
     Their UDP rows have no remote address, so a connected UDP socket shows as BOUND (sees_connected_udp False)."""
 
@@ -415,28 +475,28 @@ class IpHelperReader:
         self._buffer = ctypes.create_string_buffer(1 << 16)
         self.states("tcp", 0)  # proves the calls work here
 
-    def states(self, proto, port):
-        _check_proto(proto)
-        function, table_class = self._functions[proto]
-        states = ()
+    def entries(self, proto, ports, state=None):
         for family, ipv6 in ((socket.AF_INET, False), (socket.AF_INET6, True)):
-            while True:
-                self._size.value = len(self._buffer)
-                error = function(self._buffer, self._ctypes.byref(self._size), False, family, table_class, 0)
-                if error != ERROR_INSUFFICIENT_BUFFER:
-                    break
-                # the table grew between the size query and the copy: make room with slack and ask again
-                self._buffer = self._ctypes.create_string_buffer(self._size.value + self._size.value // 4 + 4096)
-            if error == 0:
-                count = struct.unpack_from("<I", self._buffer, 0)[0]
-                table = self._ctypes.string_at(self._buffer, 4 + count * IP_HELPER_ROWS[proto, ipv6][0])
-                states += parse_ip_helper_table(table, port, proto, ipv6)
-            elif not (ipv6 and error in NO_IPV6_ERRORS):
-                raise WitnessError("{} failed with Windows error {}".format(function.__name__, error))
-        return states
+            table = self._table(proto, family, ipv6)
+            if table is not None:
+                yield from ip_helper_entries(table, ports, proto, ipv6)
 
-    def close(self):
-        pass
+    def _table(self, proto, family, ipv6):
+        """A copy of one family's table, or None where the host has no IPv6."""
+        function, table_class = self._functions[proto]
+        while True:
+            self._size.value = len(self._buffer)
+            error = function(self._buffer, self._ctypes.byref(self._size), False, family, table_class, 0)
+            if error != ERROR_INSUFFICIENT_BUFFER:
+                break
+            # the table grew between the size query and the copy: make room with slack and ask again
+            self._buffer = self._ctypes.create_string_buffer(self._size.value + self._size.value // 4 + 4096)
+        if error == 0:
+            count = struct.unpack_from("<I", self._buffer, 0)[0]
+            return self._ctypes.string_at(self._buffer, 4 + count * IP_HELPER_ROWS[proto, ipv6][0])
+        if ipv6 and error in NO_IPV6_ERRORS:
+            return None
+        raise WitnessError("{} failed with Windows error {}".format(function.__name__, error))
 
 
 # --- netstat, run as a program ----------------------------------------------------------------------------------
@@ -457,7 +517,7 @@ def _run_netstat(arguments):
     return done.stdout.decode("ascii", "replace")
 
 
-class NetstatReader:
+class NetstatReader(Reader):
     """A netstat program and the parser for its output: the fallback everywhere, and the reader on the BSDs."""
 
     sees_connected_udp = True
@@ -467,13 +527,9 @@ class NetstatReader:
             raise WitnessError("no netstat on PATH")
         self.os_family = os_family
 
-    def states(self, proto, port):
-        _check_proto(proto)
+    def entries(self, proto, ports, state=None):
         text = "".join(_run_netstat(arguments) for arguments in self.commands(proto))
-        return self.parse(text, port, proto)
-
-    def close(self):
-        pass
+        return self.parse(text, ports, proto)
 
 
 class WindowsNetstatReader(NetstatReader):
@@ -483,7 +539,7 @@ class WindowsNetstatReader(NetstatReader):
 
     method = "netstat -ano"
     sees_bound_tcp = False
-    parse = staticmethod(parse_netstat_windows)
+    parse = staticmethod(netstat_windows_entries)
 
     def commands(self, proto):
         name = proto.upper()
@@ -497,8 +553,12 @@ class BsdNetstatReader(NetstatReader):
 
     method = "netstat -an"
     sees_bound_tcp = True
-    parse = staticmethod(parse_netstat_bsd)
+    parse = staticmethod(netstat_bsd_entries)
     WIDE = ("freebsd", "darwin")
+
+    @property
+    def sees_time_wait(self):
+        return self.os_family != "darwin"
 
     def commands(self, proto):
         return (["netstat", "-an"] + (["-W"] if self.os_family in self.WIDE else []) + ["-p", proto],)
@@ -540,10 +600,17 @@ class Witness:
         self.method = self.reader.method
         self.sees_bound_tcp = self.reader.sees_bound_tcp
         self.sees_connected_udp = self.reader.sees_connected_udp
+        self.sees_time_wait = self.reader.sees_time_wait
 
     def states(self, proto, port):
         """One TCP_STATES name per table entry whose local port is `port` ("tcp" or "udp"), IPv4 and IPv6."""
         return self.reader.states(proto, port)
+
+    def count(self, proto, state, ports):
+        """How many table entries in `state` (a TCP_STATES name) have their local port in `ports` ("tcp" or "udp"),
+        IPv4 and IPv6: one read of the table however many ports (socketpair_churn's TIME_WAITs on the ports its
+        pairs used)."""
+        return self.reader.count(proto, state, ports)
 
     def close(self):
         self.reader.close()

@@ -17,8 +17,9 @@ from analysis.results import COLUMNS
 from labs import hostfacts, socketpair_churn
 from labs.sockopts import platform_family
 from labs.witness import (
-    Witness, WitnessError, count_ip_helper_table, count_netstat_bsd, count_netstat_linux, count_netstat_windows,
-    count_proc_net, parse_netstat_bsd, parse_netstat_linux, parse_netstat_windows, parse_proc_net,
+    Reader, Witness, WitnessError, ip_helper_entries, netstat_bsd_entries, netstat_linux_entries,
+    netstat_windows_entries, parse_netstat_bsd, parse_netstat_linux, parse_netstat_windows, parse_proc_net,
+    proc_net_entries,
 )
 from tests.conftest import REPO
 from tests.test_witness import fake_netstat, ip_helper_table, recorded  # noqa: F401 (fake_netstat: a fixture)
@@ -29,55 +30,67 @@ EXPECTATIONS = os.path.join(REPO, "expectations", "socketpair_churn.yaml")
 
 # --- Witness.count on recorded tables ------------------------------------------------------------------------------
 
-# (recorded file(s), count function, its per-port parser, proto, state, ports, expected count). Every file here is
+# (recorded file(s), entries parser, its per-port reading, proto, state, ports, expected count). Every file here is
 # recorded output; none of the BSD or macOS recordings holds a TIME_WAIT row, so they are counted on other states.
 RECORDED_COUNTS = [
     # Windows 10 `netstat -an` (mozilla/mig): five TIME_WAITs to remote servers; 49671 is ESTABLISHED, 443 only
     # ever a remote port
-    (("windows-10_netstat-an_mozilla-mig.txt",), count_netstat_windows, parse_netstat_windows, "tcp", "TIME_WAIT",
+    (("windows-10_netstat-an_mozilla-mig.txt",), netstat_windows_entries, parse_netstat_windows, "tcp", "TIME_WAIT",
      {49672, 49676, 49677, 49680, 49698, 49671, 443}, 5),
-    (("windows-10_netstat-an_mozilla-mig.txt",), count_netstat_windows, parse_netstat_windows, "tcp", "LISTEN",
+    (("windows-10_netstat-an_mozilla-mig.txt",), netstat_windows_entries, parse_netstat_windows, "tcp", "LISTEN",
      {135, 445, 139}, 5),
-    (("windows-10_netstat-an_mozilla-mig.txt",), count_netstat_windows, parse_netstat_windows, "udp", "BOUND",
+    (("windows-10_netstat-an_mozilla-mig.txt",), netstat_windows_entries, parse_netstat_windows, "udp", "BOUND",
      {1900, 54109}, 5),
     # Windows 10 `netstat -aon` (jc), CRLF and a PID column
-    (("windows-10_netstat-aon_jc.txt",), count_netstat_windows, parse_netstat_windows, "tcp", "ESTABLISHED",
+    (("windows-10_netstat-aon_jc.txt",), netstat_windows_entries, parse_netstat_windows, "tcp", "ESTABLISHED",
      {1031, 1032}, 2),
     # seed 004, Windows XP SP3 `netstat -anp tcp` at every step: one TIME_WAIT row, on the server's 60000
-    (("seed004_winxp-sp3_default.txt",), count_netstat_windows, parse_netstat_windows, "tcp", "TIME_WAIT",
+    (("seed004_winxp-sp3_default.txt",), netstat_windows_entries, parse_netstat_windows, "tcp", "TIME_WAIT",
      {60000, 2592}, 1),
     # seed 004, Linux 2.6.18 net-tools netstat
-    (("seed004_fedora-core-6_default.txt",), count_netstat_linux, parse_netstat_linux, "tcp", "TIME_WAIT",
+    (("seed004_fedora-core-6_default.txt",), netstat_linux_entries, parse_netstat_linux, "tcp", "TIME_WAIT",
      {60000, 59817}, 1),
     # Linux 6.18 (the development VM), net-tools netstat and /proc/net read at one moment
-    (("linux-6.18_netstat-an-tcp-udp.txt",), count_netstat_linux, parse_netstat_linux, "tcp", "TIME_WAIT",
+    (("linux-6.18_netstat-an-tcp-udp.txt",), netstat_linux_entries, parse_netstat_linux, "tcp", "TIME_WAIT",
      {60000, 60001, 60002, 60003, 60004, 34044}, 1),
-    (("linux-6.18_netstat-an-tcp-udp.txt",), count_netstat_linux, parse_netstat_linux, "tcp", "FIN_WAIT_2",
+    (("linux-6.18_netstat-an-tcp-udp.txt",), netstat_linux_entries, parse_netstat_linux, "tcp", "FIN_WAIT_2",
      {60001, 36002, 45762}, 2),
-    (("linux-6.18_proc-net-tcp.txt", "linux-6.18_proc-net-tcp6.txt"), count_proc_net, parse_proc_net, "tcp",
+    (("linux-6.18_proc-net-tcp.txt", "linux-6.18_proc-net-tcp6.txt"), proc_net_entries, parse_proc_net, "tcp",
      "TIME_WAIT", {60000, 60001, 60002, 60003, 60004, 34044}, 1),
-    (("linux-6.18_proc-net-tcp.txt", "linux-6.18_proc-net-tcp6.txt"), count_proc_net, parse_proc_net, "tcp",
+    (("linux-6.18_proc-net-tcp.txt", "linux-6.18_proc-net-tcp6.txt"), proc_net_entries, parse_proc_net, "tcp",
      "LISTEN", {60000, 60004, 2024}, 3),
-    (("linux-6.18_proc-net-udp.txt", "linux-6.18_proc-net-udp6.txt"), count_proc_net, parse_proc_net, "udp",
+    (("linux-6.18_proc-net-udp.txt", "linux-6.18_proc-net-udp6.txt"), proc_net_entries, parse_proc_net, "udp",
      "ESTABLISHED", {60005, 60006, 60007}, 1),
     # FreeBSD 12 `netstat -an` (jc): tcp4 and tcp6 *.22 listeners and an ssh session
-    (("freebsd-12_netstat-an_jc.txt",), count_netstat_bsd, parse_netstat_bsd, "tcp", "LISTEN", {22, 25}, 3),
-    (("freebsd-12_netstat-an_jc.txt",), count_netstat_bsd, parse_netstat_bsd, "tcp", "TIME_WAIT", {22, 25}, 0),
-    (("freebsd-12_netstat-an_jc.txt",), count_netstat_bsd, parse_netstat_bsd, "udp", "BOUND", {514}, 2),
+    (("freebsd-12_netstat-an_jc.txt",), netstat_bsd_entries, parse_netstat_bsd, "tcp", "LISTEN", {22, 25}, 3),
+    (("freebsd-12_netstat-an_jc.txt",), netstat_bsd_entries, parse_netstat_bsd, "tcp", "TIME_WAIT", {22, 25}, 0),
+    (("freebsd-12_netstat-an_jc.txt",), netstat_bsd_entries, parse_netstat_bsd, "udp", "BOUND", {514}, 2),
     # macOS 10.14.6 `netstat -An` (jc) and the PostgresApp issue's two rows
-    (("macos-10.14.6_netstat-An_jc.txt",), count_netstat_bsd, parse_netstat_bsd, "tcp", "ESTABLISHED",
+    (("macos-10.14.6_netstat-An_jc.txt",), netstat_bsd_entries, parse_netstat_bsd, "tcp", "ESTABLISHED",
      {53755, 53763, 58704}, 2),
-    (("macos_postgresapp-issue-676.txt",), count_netstat_bsd, parse_netstat_bsd, "tcp", "FIN_WAIT_2",
+    (("macos_postgresapp-issue-676.txt",), netstat_bsd_entries, parse_netstat_bsd, "tcp", "FIN_WAIT_2",
      {5432, 49565}, 1),
 ]
 
 
-@pytest.mark.parametrize("names, count, parse, proto, state, ports, expected", RECORDED_COUNTS,
+class RecordedReader(Reader):
+    """A reader of recorded output (a table and its *_entries parser), counted as every reader counts."""
+
+    def __init__(self, parse, table, *layout):
+        self.parse, self.table, self.layout = parse, table, layout
+
+    def entries(self, proto, ports, state=None):
+        return self.parse(self.table, ports, proto, *self.layout)
+
+
+@pytest.mark.parametrize("names, entries, parse, proto, state, ports, expected", RECORDED_COUNTS,
                          ids=lambda value: value[0] if isinstance(value, tuple) else None)
-def test_count_on_recorded_tables(names, count, parse, proto, state, ports, expected):
-    """The count over a set of ports is the parser's per-port reading, summed: the same rows, read the same way."""
+def test_count_on_recorded_tables(names, entries, parse, proto, state, ports, expected):
+    """The entries on a set of ports are the per-port readings together: the same rows, read the same way."""
     text = recorded(*names)
-    assert count(text, state, ports, proto) == expected
+    assert RecordedReader(entries, text).count(proto, state, ports) == expected
+    assert sorted(entries(text, ports, proto)) == sorted(
+        (port, named) for port in ports for named in parse(text, port, proto))
     assert sum(parse(text, port, proto).count(state) for port in ports) == expected
 
 
@@ -85,8 +98,9 @@ def test_count_on_a_constructed_bsd_time_wait_row():
     """Constructed from the BSD format (no recorded BSD or macOS output holds a TIME_WAIT row)."""
     rows = ("tcp4       0      0  127.0.0.1.16385        127.0.0.1.16384        TIME_WAIT\n"
             "tcp6       0      0  ::1.16385              ::1.16384              TIME_WAIT\n")
-    assert count_netstat_bsd(rows, "TIME_WAIT", {16385}) == 2
-    assert count_netstat_bsd(rows, "TIME_WAIT", {16384}) == 0  # the foreign port only
+    reader = RecordedReader(netstat_bsd_entries, rows)
+    assert reader.count("tcp", "TIME_WAIT", {16385}) == 2
+    assert reader.count("tcp", "TIME_WAIT", {16384}) == 0  # the foreign port only
 
 
 @pytest.mark.parametrize("ipv6", [False, True])
@@ -94,17 +108,18 @@ def test_count_on_constructed_ip_helper_tables(ipv6):
     """MIB_TCP(6)ROW_OWNER_PID / MIB_UDP(6)ROW_OWNER_PID rows built from the documented layouts (tcpmib.h; state
     11 TIME_WAIT, 5 ESTABLISHED), as tests/test_witness.py builds them."""
     tcp = ip_helper_table([(16385, 11), (16387, 11), (16384, 5), (0x1234, 11)], "tcp", ipv6)
-    assert count_ip_helper_table(tcp, "TIME_WAIT", {16384, 16385, 16387}, "tcp", ipv6) == 2
-    assert count_ip_helper_table(tcp, "TIME_WAIT", {0x3412}, "tcp", ipv6) == 0  # byte order
+    assert RecordedReader(ip_helper_entries, tcp, ipv6).count("tcp", "TIME_WAIT", {16384, 16385, 16387}) == 2
+    assert RecordedReader(ip_helper_entries, tcp, ipv6).count("tcp", "TIME_WAIT", {0x3412}) == 0  # byte order
     udp = ip_helper_table([(5353, None), (5353, None), (53, None)], "udp", ipv6)
-    assert count_ip_helper_table(udp, "BOUND", {5353, 53}, "udp", ipv6) == 3
+    assert RecordedReader(ip_helper_entries, udp, ipv6).count("udp", "BOUND", {5353, 53}) == 3
 
 
 def test_an_unknown_state_is_an_error_only_on_the_ports_counted():
     row = "  TCP    0.0.0.0:50930          0.0.0.0:0              ABH\u00d6REN         4\n"
-    assert count_netstat_windows(row, "TIME_WAIT", {50931}) == 0
+    reader = RecordedReader(netstat_windows_entries, row)
+    assert reader.count("tcp", "TIME_WAIT", {50931}) == 0
     with pytest.raises(WitnessError):
-        count_netstat_windows(row, "TIME_WAIT", {50930})
+        reader.count("tcp", "TIME_WAIT", {50930})
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")

@@ -116,3 +116,11 @@ def test_the_agent_runs_the_lab():
     cases = [record for record in records if record["record"] == "case"]
     assert len(cases) == 14 and records[-1]["record"] == "end"
     assert {case["outcome"] for case in cases} <= {"ok", "EADDRINUSE"}
+
+
+def test_a_host_whose_table_omits_time_wait_is_inconclusive(context, monkeypatch):
+    """macOS's netstat leaves TIME_WAIT out: there "neither" would be a guess, so no case claims a result."""
+    _, context = context
+    monkeypatch.setattr(context.witness, "sees_time_wait", False)
+    record = time_wait_owner.run_case(context, {"family": "inet", "close": "orderly", "closer": "client"})
+    assert record["outcome"] == "inconclusive" and "does not list TIME_WAIT" in record["detail"]

@@ -244,12 +244,19 @@ def test_state_tables_use_the_vocabulary():
 def test_port_filter_bytecode(equal_op, length):
     """inet_diag_bc_op layout: the comparison op jumps one op past its operand when true and past the end (length
     + 4, which inet_diag_bc_run rejects) when false; the port is a host-order u16 in the operand's `no`."""
-    code = port_filter_bytecode(60000, equal_op)
+    code = port_filter_bytecode(60000, 60000, equal_op)
     assert len(code) == length
     ops = [struct.unpack_from("=BBH", code, offset) for offset in range(0, length, 4)]
     assert ops[1] == (0, 0, 60000)
     assert ops[0][1:] == (8, length + 4)
     assert ops[0][0] == (witness.INET_DIAG_BC_S_EQ if equal_op else witness.INET_DIAG_BC_S_GE)
+
+
+def test_port_range_filter_bytecode():
+    """A range (count()'s least to greatest port) is S_GE low, then S_LE high, each rejecting past the end."""
+    code = port_filter_bytecode(1024, 60000)
+    ops = [struct.unpack_from("=BBH", code, offset) for offset in range(0, len(code), 4)]
+    assert ops == [(witness.INET_DIAG_BC_S_GE, 8, 20), (0, 0, 1024), (witness.INET_DIAG_BC_S_LE, 8, 12), (0, 0, 60000)]
 
 
 # --- reader selection and the netstat program readers ------------------------------------------------------------
@@ -274,6 +281,7 @@ def test_linux_falls_back_to_proc(monkeypatch):
     with Witness("linux") as fallback:
         assert fallback.method == "/proc/net"
         assert fallback.sees_bound_tcp is False
+        assert fallback.sees_time_wait is True
 
 
 @pytest.fixture
@@ -299,6 +307,16 @@ def test_bsd_netstat_reader(fake_netstat):
         assert freebsd.states("udp", 514) == ("BOUND", "BOUND")
     assert log.read_text().splitlines() == ["-an -W -p tcp", "-an -W -p udp"]
     assert BsdNetstatReader("openbsd").commands("tcp") == (["netstat", "-an", "-p", "tcp"],)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+@pytest.mark.parametrize("os_family, sees", [("darwin", False), ("freebsd", True), ("openbsd", True),
+                                             ("cygwin", True), ("windows", True)])
+def test_sees_time_wait(fake_netstat, os_family, sees):
+    """Only macOS's netstat is known to leave TIME_WAIT out (the BSD reader's note); every other reader lists it."""
+    fake_netstat("freebsd-12_netstat-an_jc.txt")
+    with Witness(os_family) as reader:
+        assert reader.sees_time_wait is sees
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
@@ -509,7 +527,7 @@ def test_real_sockets(linux_reader, family, scenario):
 
 def raw_sock_diag_ports(family, protocol, port, equal_op):
     """The local ports of every entry the kernel sends back for the witness's filtered dump request."""
-    bytecode = port_filter_bytecode(port, equal_op)
+    bytecode = port_filter_bytecode(port, port, equal_op)
     mask = witness.TCP_STATE_MASK if protocol == socket.IPPROTO_TCP else witness.UDP_STATE_MASK
     request = witness._REQUEST_HEAD.pack(
         witness._REQUEST_HEAD.size + len(bytecode), witness.SOCK_DIAG_BY_FAMILY,
@@ -558,19 +576,22 @@ def test_sock_diag_sees_bound_sockets_on_this_kernel():
     if release < (6, 8):
         pytest.skip("TCP_BOUND_INACTIVE is in Linux 6.8 and later (or a backport, which the probe would find)")
     with Witness("linux") as linux:
-        assert (linux.method, linux.sees_bound_tcp) == ("sock_diag", True)
+        assert (linux.method, linux.sees_bound_tcp, linux.sees_time_wait) == ("sock_diag", True, True)
 
 
 @LINUX_ONLY
 def test_sock_diag_after_fork():
     """A forked child gets its own netlink socket instead of reading its parent's replies."""
-    with Witness("linux") as linux, socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
+    with Witness("linux") as linux:
+        net = Loopback(socket.AF_INET, "127.0.0.1", linux)
+        listener = net.listener()  # a port no other test's TIME_WAIT (of another family) shares
         port = port_of(listener)
         child = os.fork()
         if child == 0:
             os._exit(0 if linux.states("tcp", port) == ("LISTEN",) else 1)
         _pid, status = os.waitpid(child, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        assert linux.states("tcp", port) == ("LISTEN",)
+        try:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            assert linux.states("tcp", port) == ("LISTEN",)
+        finally:
+            net.close()
