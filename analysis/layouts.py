@@ -158,7 +158,7 @@ LAYOUTS = {
         description="`pairs` TCP socket pairs on 127.0.0.1 made and closed back to back (seed 000), as a "
                     "socketpair() emulation makes them: a listener, a client that connects, the accepted end; the "
                     "client end closes first, so each pair leaves a TIME_WAIT on the client's port. Strategies for "
-                    "the ports: sequential (walking a window of 8,192 ports and wrapping round, no retry), "
+                    "the ports: sequential (walking a window of 2,048 ports and wrapping round, no retry), "
                     "os_assigned (port 0), random (the whole range 1024-65535, retried on failure: seed 000's fix); "
                     "python_socketpair is the host Python's own socket.socketpair(). opts: SO_REUSEADDR on every "
                     "socket or none. made: pairs whose two ends were connected to each other (miswired: connected "
