@@ -14,6 +14,7 @@ JSON line per case. One module per lab; LABS names them in the order they run. A
     cases(host)     its table of cases (dicts of PARAMETERS)
     Context(host)   what its cases share; close() ends it
     run_case(context, params)   runs one case; returns outcome, witness, detail, errno and its STEPS / MEASURES
+                                (a case ended early, unsupported, inconclusive or error: labs/outcomes.py)
 
 A run of every lab on one host takes well under a minute; socketpair_churn's default size is the slowest part.
 """

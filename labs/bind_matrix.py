@@ -8,11 +8,12 @@ import itertools
 import socket
 
 from labs import endpoints
+from labs.outcomes import Unsupported, Unwitnessed, record_steps, recorded
 from labs.polling import poll
-from labs.prober import ProberDied, ProberProcess, SameProcess, unprivileged_user
+from labs.prober import ProberProcess, SameProcess, unprivileged_user
 from labs.sockopts import Options, error_name
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
-from labs.witness import Witness, WitnessError
+from labs.vocabulary import OK, UNSUPPORTED, join_options, join_states, split_options
+from labs.witness import Witness
 
 PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober")
 
@@ -75,12 +76,9 @@ class Context:
         self.witness.close()
 
 
-class FirstSocketRefused(Exception):
-    """The host cannot build the earlier socket of this case: the case does not exist here."""
-
-
 class Earlier:
-    """The earlier socket of one case, driven into its state; close() aborts whatever is still open."""
+    """The earlier socket of one case, driven into its state (Unsupported where the host refuses to build it);
+    close() aborts whatever is still open."""
 
     def __init__(self, context, params):
         self.options, self.params = context.options, params
@@ -108,13 +106,13 @@ class Earlier:
             sock = endpoints.new_socket(self.options, params["proto"], params["family"],
                                         split_options(params["first_opts"]))
         except OSError as exc:
-            raise FirstSocketRefused("first socket setsockopt: {}".format(error_name(exc)[0])) from None
+            raise Unsupported("first socket setsockopt: {}".format(error_name(exc)[0])) from None
         self.first = self.track(sock)
         self.port = endpoints.fresh_port(self.options, params["proto"])
         try:
             sock.bind(endpoints.sockaddr(params["family"], params["first_addr"], self.port))
         except OSError as exc:
-            raise FirstSocketRefused("first socket bind: {}".format(error_name(exc)[0])) from None
+            raise Unsupported("first socket bind: {}".format(error_name(exc)[0])) from None
 
     def connect(self):
         """A client on loopback, and the server's accepted end of its connection."""
@@ -220,21 +218,15 @@ def run_case(context, params):
         return record
     earlier = Earlier(context, params)
     try:
-        DRIVERS[params["proto"], params["state"]](earlier)
-        record["witness"] = witness(context, earlier)
-        if record["witness"] != params["state"]:
-            record.update(outcome=INCONCLUSIVE, detail="state not witnessed on port {}".format(earlier.port))
-            return record
-        steps = prober.try_second({"proto": params["proto"], "family": params["family"],
-                                   "addr": params["second_addr"], "port": earlier.port,
-                                   "opts": split_options(params["second_opts"])})
-        record["errno"] = steps.pop("errno", None)
-        record.update(steps)
-        record["outcome"] = next((steps[step] for step in STEPS if steps.get(step, OK) != OK), OK)
-    except FirstSocketRefused as exc:
-        record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, ProberDied, WitnessError) as exc:
-        record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
+        with recorded(record):
+            DRIVERS[params["proto"], params["state"]](earlier)
+            record["witness"] = witness(context, earlier)
+            if record["witness"] != params["state"]:
+                raise Unwitnessed("state not witnessed on port {}".format(earlier.port))
+            steps = prober.try_second({"proto": params["proto"], "family": params["family"],
+                                       "addr": params["second_addr"], "port": earlier.port,
+                                       "opts": split_options(params["second_opts"])})
+            record_steps(record, steps, STEPS)
     finally:
         earlier.close()
     return record

@@ -6,6 +6,7 @@ then read the OS connection table on the ports involved until nothing there is s
 import socket
 
 from labs import endpoints
+from labs.outcomes import Unsupported
 from labs.polling import poll
 from labs.sockopts import error_name
 from labs.vocabulary import join_options, join_states
@@ -17,13 +18,10 @@ UNSETTLED = frozenset(("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN
                        "LAST_ACK"))
 
 
-class Refused(Exception):
-    """The host cannot build this case's connection (no IPv6, an option it refuses): the case is `unsupported`."""
-
-
 class Loopback:
-    """Sockets of one matrix family on its loopback address. close() aborts whatever is still open (SO_LINGER 0, an
-    RST), so a case leaves behind only the TIME_WAITs it made on purpose."""
+    """Sockets of one matrix family on its loopback address; a socket or bind() the host refuses (no IPv6, an option
+    it lacks) raises outcomes.Unsupported. close() aborts whatever is still open (SO_LINGER 0, an RST), so a case
+    leaves behind only the TIME_WAITs it made on purpose."""
 
     def __init__(self, options, family):
         self.options, self.family = options, family
@@ -37,11 +35,11 @@ class Loopback:
 
     def socket(self, option_names=(), buffer_size=None):
         """A TCP socket with these options set, and its send and receive buffers set to `buffer_size` bytes if
-        given (before connect() or listen(), where windows are chosen); Refused when the host refuses it."""
+        given (before connect() or listen(), where windows are chosen); Unsupported when the host refuses it."""
         try:
             sock = endpoints.new_socket(self.options, "tcp", self.family, option_names)
         except OSError as exc:
-            raise Refused("{} socket with {}: {}".format(self.family, join_options(option_names),
+            raise Unsupported("{} socket with {}: {}".format(self.family, join_options(option_names),
                                                          error_name(exc)[0])) from None
         self.track(sock)
         if buffer_size:
@@ -58,7 +56,7 @@ class Loopback:
         try:
             sock.bind((self.host, port))
         except OSError as exc:
-            raise Refused("bind to {} port {}: {}".format(self.host, port, error_name(exc)[0])) from None
+            raise Unsupported("bind to {} port {}: {}".format(self.host, port, error_name(exc)[0])) from None
         return port
 
     def listener(self, buffer_size=None):

@@ -15,15 +15,17 @@ wildcard. When the first is the wildcard and the second a specific address, they
 import itertools
 import socket
 
-from labs import endpoints
-from labs.bind_matrix import ADDRESSES, Context, FirstSocketRefused, option_sets
+from labs import bind_matrix, endpoints
+from labs.bind_matrix import ADDRESSES, option_sets
+from labs.outcomes import Unsupported, Unwitnessed, first_failure, record_steps, recorded
 from labs.polling import poll
-from labs.prober import ProberDied, accept_pending
+from labs.prober import accept_pending
 from labs.sockopts import error_name
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED, join_states, split_options
-from labs.witness import WitnessError
+from labs.vocabulary import OK, UNSUPPORTED, join_states, split_options
 
 PARAMETERS = ("family", "first_opts", "second_opts", "first_addr", "second_addr", "prober")
+# What the cases share is bind_matrix's: option constants, the witness, the prober processes.
+Context = bind_matrix.Context
 PROBERS = ("other_process", "other_user")
 AXES = {
     "family": tuple(ADDRESSES),
@@ -89,12 +91,12 @@ class Agent:
             self.first = endpoints.new_socket(self.options, "tcp", params["family"],
                                               split_options(params["first_opts"]))
         except OSError as exc:
-            raise FirstSocketRefused("first socket: {}".format(error_name(exc)[0])) from None
+            raise Unsupported("first socket: {}".format(error_name(exc)[0])) from None
         self.port = endpoints.fresh_port(self.options, "tcp")
         try:
             self.first.bind(endpoints.sockaddr(params["family"], params["first_addr"], self.port))
         except OSError as exc:
-            raise FirstSocketRefused("first socket bind: {}".format(error_name(exc)[0])) from None
+            raise Unsupported("first socket bind: {}".format(error_name(exc)[0])) from None
         listen(self.first)
         self.first.setblocking(False)  # accept_pending takes what is pending now, never waits
 
@@ -172,15 +174,6 @@ def after_close(agent, prober):
     return "none", ["after close: the connection was accepted by no listener within {}s".format(ACCEPT_DEADLINE)]
 
 
-def first_failure(record):
-    """The case's outcome: the first step whose value is an error name, else ok."""
-    for step in STEPS:
-        value = record.get(step, OK)
-        if value != OK and value not in STEP_VALUES.get(step, ()):
-            return value
-    return OK
-
-
 def run_case(context, params):
     """Run one case; returns the result fields of DESIGN.md (outcome, witness, detail, errno, steps, split)."""
     record = {"outcome": OK, "witness": "", "detail": "", "errno": None}
@@ -192,35 +185,28 @@ def run_case(context, params):
     agent = Agent(context, params)
     second_open = False
     try:
-        agent.open_first()
-        record["witness"] = poll(lambda: join_states(context.witness.states("tcp", agent.port)),
-                                 lambda seen: seen == "LISTEN", STATE_DEADLINE)
-        if record["witness"] != "LISTEN":
-            record.update(outcome=INCONCLUSIVE, detail="first LISTEN not witnessed on port {}".format(agent.port))
-            return record
-        second_open = True
-        steps = prober.listen_second({"proto": "tcp", "family": params["family"], "addr": params["second_addr"],
-                                      "port": agent.port, "opts": split_options(params["second_opts"]),
-                                      "backlog": CONNECTIONS})
-        record["errno"] = steps.pop("errno", None)
-        record.update(steps)
-        notes = ["clients connect to {} port {}".format(agent.target[1], agent.port)]
-        if all(steps.get(step) == OK for step in ("setsockopt", "bind", "listen")):
-            record["accepted_by"], more = accepted_by(agent, prober, record)
-            notes += more
-            record["after_close"], more = after_close(agent, prober)
-            notes += more
-        record["detail"] = "; ".join(notes)
-        record["outcome"] = first_failure(record)
-    except FirstSocketRefused as exc:
-        record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, ProberDied, WitnessError) as exc:
-        record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
+        with recorded(record):
+            agent.open_first()
+            record["witness"] = poll(lambda: join_states(context.witness.states("tcp", agent.port)),
+                                     lambda seen: seen == "LISTEN", STATE_DEADLINE)
+            if record["witness"] != "LISTEN":
+                raise Unwitnessed("first LISTEN not witnessed on port {}".format(agent.port))
+            second_open = True
+            steps = prober.listen_second({"proto": "tcp", "family": params["family"], "addr": params["second_addr"],
+                                          "port": agent.port, "opts": split_options(params["second_opts"]),
+                                          "backlog": CONNECTIONS})
+            record_steps(record, steps, STEPS)
+            notes = ["clients connect to {} port {}".format(agent.target[1], agent.port)]
+            if all(steps.get(step) == OK for step in ("setsockopt", "bind", "listen")):
+                record["accepted_by"], more = accepted_by(agent, prober, record)
+                notes += more
+                record["after_close"], more = after_close(agent, prober)
+                notes += more
+            record["detail"] = "; ".join(notes)
+            record["outcome"] = first_failure(record, STEPS, STEP_VALUES)
     finally:
         agent.close()
         if second_open:
-            try:
+            with recorded(record):  # a prober that died here fails the case too
                 prober.close_second()
-            except ProberDied as exc:
-                record.update(outcome=ERROR, detail="ProberDied: {}".format(exc))
     return record

@@ -27,10 +27,11 @@ named in `detail`; the reuse defaults are decided in BaseEventLoop, whichever th
 import socket
 
 from labs import endpoints
+from labs.outcomes import Unsupported, recorded
 from labs.polling import poll
 from labs.sockopts import Options, error_name
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED, join_states
-from labs.witness import Witness, WitnessError
+from labs.vocabulary import INCONCLUSIVE, OK, UNSUPPORTED, join_states
+from labs.witness import Witness
 
 PARAMETERS = ("helper", "family")
 
@@ -261,10 +262,6 @@ HELPERS = {
 
 # --- one case -----------------------------------------------------------------------------------------------------
 
-class FirstServerRefused(Exception):
-    """The helper cannot make a server of this family here: the case does not exist on this host."""
-
-
 class Case:
     """The servers and client of one case; close() ends every one still open."""
 
@@ -351,21 +348,18 @@ def run_case(context, params):
         record["v6only_default"] = context.v6only_default
     case = None
     try:
-        case = Case(context, helper_type, params)
-        loop = getattr(case.helper, "loop", None)
-        record["detail"] = "port {}{}".format(case.port, ", " + type(loop).__name__ if loop else "")
-        try:
-            first = case.make()
-        except OSError as exc:
-            raise FirstServerRefused("first server: {}".format(error_name(exc)[0])) from None
-        record.update(case.read_back(case.helper.socket_of(first)))
-        errnos = serving_steps(case, first, record)
-        record["detail"] += "".join("; {} errno {}".format(step, errnos[step]) for step in SERVING_STEPS
-                                    if errnos.get(step) is not None)
-    except FirstServerRefused as exc:
-        record.update(outcome=UNSUPPORTED, detail="{}; {}".format(record["detail"], exc))
-    except (OSError, RuntimeError, WitnessError) as exc:
-        record.update(outcome=ERROR, detail="{}; {}: {}".format(record["detail"], type(exc).__name__, exc))
+        with recorded(record):
+            case = Case(context, helper_type, params)
+            loop = getattr(case.helper, "loop", None)
+            record["detail"] = "port {}{}".format(case.port, ", " + type(loop).__name__ if loop else "")
+            try:
+                first = case.make()
+            except OSError as exc:  # the helper cannot make a server of this family here
+                raise Unsupported("first server: {}".format(error_name(exc)[0])) from None
+            record.update(case.read_back(case.helper.socket_of(first)))
+            errnos = serving_steps(case, first, record)
+            record["detail"] += "".join("; {} errno {}".format(step, errnos[step]) for step in SERVING_STEPS
+                                        if errnos.get(step) is not None)
     finally:
         if case is not None:
             case.close()

@@ -48,8 +48,9 @@ import random
 import socket
 import time
 
+from labs.outcomes import Unsupported, Unwitnessed, recorded
 from labs.sockopts import Options, error_name
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
+from labs.vocabulary import INCONCLUSIVE, OK
 from labs.witness import Witness, WitnessError
 
 PARAMETERS = ("strategy", "opts", "pairs")
@@ -367,47 +368,46 @@ def churn(context, params, tally, window_start):
     return seconds, ports.wrapped, ""
 
 
+def check_option(context, opts):
+    """Raises Unsupported unless the host has the option `opts` and lets a TCP socket set it."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            context.options.enable(probe, (opts,))
+    except KeyError:
+        raise Unsupported("no {} on this host".format(opts)) from None
+    except OSError as exc:
+        raise Unsupported("setsockopt {}: {}".format(opts, error_name(exc)[0])) from None
+
+
 def run_case(context, params):
     """Make params["pairs"] pairs with the case's strategy and options; the result fields of DESIGN.md. A
     sequential case without a free window is inconclusive; a case during which the OS dropped TIME_WAITs still
     runs, for its figures, but is inconclusive (see the module's docstring)."""
-    strategy, opts = params["strategy"], params["opts"]
     record = {"outcome": OK, "witness": "", "detail": "", "errno": None}
-    if opts != "none":
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                context.options.enable(probe, (opts,))
-        except KeyError:
-            record.update(outcome=UNSUPPORTED, detail="no {} on this host".format(opts))
-            return record
-        except OSError as exc:
-            record.update(outcome=UNSUPPORTED, detail="setsockopt {}: {}".format(opts, error_name(exc)[0]))
-            return record
-    window_start = None
-    if strategy == "sequential":
-        window_start, problem = free_window(context)
-        if window_start is None:
-            record.update(outcome=INCONCLUSIVE, detail=problem)
-            return record
-    tally, overflows = Tally(), time_wait_overflows()
-    try:
+    with recorded(record):
+        strategy, opts = params["strategy"], params["opts"]
+        if opts != "none":
+            check_option(context, opts)
+        window_start = None
+        if strategy == "sequential":
+            window_start, problem = free_window(context)
+            if window_start is None:
+                raise Unwitnessed(problem)
+        tally, overflows = Tally(), time_wait_overflows()
         seconds, wrapped, note = churn(context, params, tally, window_start)
-    except (OSError, RuntimeError) as exc:
-        record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
-        return record
-    dropped = None if overflows is None else time_wait_overflows() - overflows
-    left, left_problem = time_wait_on(context, tally.ports)
-    notes = [note, left_problem and "TIME_WAIT not counted: " + left_problem]
-    record.update(tally.steps())
-    record.update(made=tally.made, failures=spelled(tally.failures), retries=tally.retries,
-                  miswired=tally.miswired, time_wait_left="" if left is None else left, seconds=round(seconds, 3),
-                  pairs_per_second=round(tally.made / seconds, 1) if seconds > 0 else 0.0, wrapped=wrapped,
-                  timestamps=tally.timestamps or "", witness="TIME_WAIT" if left else "")
-    if tally.lost:
-        name = max(sorted(tally.lost), key=tally.lost.get)
-        record.update(outcome=name, errno=tally.numbers.get(name))
-    if dropped:
-        record.update(outcome=INCONCLUSIVE, errno=None)
-        notes.append("the OS's TIME_WAIT table was full: {} connections closed without one".format(dropped))
-    record["detail"] = "; ".join(note for note in notes if note)
+        dropped = None if overflows is None else time_wait_overflows() - overflows
+        left, left_problem = time_wait_on(context, tally.ports)
+        notes = [note, left_problem and "TIME_WAIT not counted: " + left_problem]
+        record.update(tally.steps())
+        record.update(made=tally.made, failures=spelled(tally.failures), retries=tally.retries,
+                      miswired=tally.miswired, time_wait_left="" if left is None else left, seconds=round(seconds, 3),
+                      pairs_per_second=round(tally.made / seconds, 1) if seconds > 0 else 0.0, wrapped=wrapped,
+                      timestamps=tally.timestamps or "", witness="TIME_WAIT" if left else "")
+        if tally.lost:
+            name = max(sorted(tally.lost), key=tally.lost.get)
+            record.update(outcome=name, errno=tally.numbers.get(name))
+        if dropped:
+            record.update(outcome=INCONCLUSIVE, errno=None)
+            notes.append("the OS's TIME_WAIT table was full: {} connections closed without one".format(dropped))
+        record["detail"] = "; ".join(note for note in notes if note)
     return record

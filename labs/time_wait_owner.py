@@ -27,12 +27,13 @@ import itertools
 import socket
 
 from labs import connection
-from labs.connection import Loopback, Refused, port_of, settle, settled, spell
+from labs.connection import Loopback, port_of, settle, settled, spell
+from labs.outcomes import Unwitnessed, record_steps, recorded
 from labs.polling import poll
 from labs.prober import try_second
 from labs.sockopts import Options
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
-from labs.witness import Witness, WitnessError
+from labs.vocabulary import INCONCLUSIVE, OK
+from labs.witness import Witness
 
 PARAMETERS = ("family", "close", "closer")
 FAMILIES = ("inet", "inet6")
@@ -64,10 +65,6 @@ class Context:
 
     def close(self):
         self.witness.close()
-
-
-class NotWitnessed(Exception):
-    """A close sequence's precondition did not show in the OS table."""
 
 
 def close_orderly(context, loopback, closer, other):
@@ -133,7 +130,7 @@ def close_simultaneous(context, loopback, client, server):
     seen = poll(lambda: tuple(context.witness.states("tcp", port_of(sock)) for sock in ends),
                 lambda seen: seen == both_sent, connection.STATE_DEADLINE)
     if seen != both_sent:
-        raise NotWitnessed("after both shutdown(SHUT_WR): {} (both FIN_WAIT_1 wanted)".format(spell(ENDS, seen)))
+        raise Unwitnessed("after both shutdown(SHUT_WR): {} (both FIN_WAIT_1 wanted)".format(spell(ENDS, seen)))
     drain_until_eof(ends)
     for sock in ends:
         loopback.close_one(sock)
@@ -163,36 +160,26 @@ def run_case(context, params):
     loopback = Loopback(context.options, params["family"])
     buffer_size = SIMULTANEOUS_BUFFER if params["close"] == "simultaneous" else None
     try:
-        listener = loopback.listener(buffer_size)
-        client = loopback.socket(buffer_size=buffer_size)
-        loopback.bind(client)  # a fresh port, not an ephemeral one another family's connection may share
-        server = loopback.connect(client, listener)
-        loopback.close_one(listener)  # from here only the connection holds the server's port
-        ports = (port_of(client), port_of(server))
-        record["detail"] = "client port {}, server port {}".format(*ports)
-        first, second = (server, client) if params["closer"] == "server" else (client, server)
-        note = CLOSES[params["close"]](context, loopback, first, second)
-        if note:
-            record["detail"] += "; " + note
-        seen = settle(context.witness, ports)
-        record["witness"] = spell(ENDS, seen)
-        if not settled(seen):
-            record.update(outcome=INCONCLUSIVE, detail=record["detail"] + ": still closing after {} s".format(
-                connection.STATE_DEADLINE))
-            return record
-        record["time_wait"] = time_wait_owner(seen)
-        steps = try_second(context.options, {"proto": "tcp", "family": params["family"], "addr": "loopback",
-                                             "port": ports[1], "opts": ()})
-        record["errno"] = steps.get("errno")
-        record.update((step, steps[step]) for step in ("bind", "listen") if step in steps)
-        record["outcome"] = next((steps[step] for step in ("setsockopt", "bind", "listen")
-                                  if steps.get(step, OK) != OK), OK)
-    except NotWitnessed as exc:
-        record.update(outcome=INCONCLUSIVE, detail="{}: {}".format(record["detail"], exc))
-    except Refused as exc:
-        record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, WitnessError) as exc:
-        record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
+        with recorded(record):
+            listener = loopback.listener(buffer_size)
+            client = loopback.socket(buffer_size=buffer_size)
+            loopback.bind(client)  # a fresh port, not an ephemeral one another family's connection may share
+            server = loopback.connect(client, listener)
+            loopback.close_one(listener)  # from here only the connection holds the server's port
+            ports = (port_of(client), port_of(server))
+            record["detail"] = "client port {}, server port {}".format(*ports)
+            first, second = (server, client) if params["closer"] == "server" else (client, server)
+            note = CLOSES[params["close"]](context, loopback, first, second)
+            if note:
+                record["detail"] += "; " + note
+            seen = settle(context.witness, ports)
+            record["witness"] = spell(ENDS, seen)
+            if not settled(seen):
+                raise Unwitnessed("still closing after {} s".format(connection.STATE_DEADLINE))
+            record["time_wait"] = time_wait_owner(seen)
+            steps = try_second(context.options, {"proto": "tcp", "family": params["family"], "addr": "loopback",
+                                                 "port": ports[1], "opts": ()})
+            record_steps(record, steps, ("bind", "listen"))
     finally:
         loopback.close()
     return record

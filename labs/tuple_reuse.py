@@ -23,11 +23,11 @@ import itertools
 import socket
 
 from labs import endpoints
-from labs.connection import Loopback, Refused, port_of, settle
+from labs.connection import Loopback, port_of, settle
+from labs.outcomes import Unsupported, record_steps, recorded
 from labs.sockopts import Options, error_name
-from labs.vocabulary import (ERROR, INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, UNSUPPORTED, join_options, join_states,
-                             split_options)
-from labs.witness import Witness, WitnessError
+from labs.vocabulary import INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, join_options, join_states, split_options
+from labs.witness import Witness
 
 PARAMETERS = ("family", "opts", "target")
 FAMILIES = ("inet", "inet6")
@@ -58,7 +58,7 @@ class Context:
 
 def leave_time_wait(context, loopback, option_names, remote):
     """The original client: the case's options, bound to a fresh port A, connected to `remote`, closed first.
-    Returns (A, whether it used timestamps); Refused where the host will not build it."""
+    Returns (A, whether it used timestamps); Unsupported where the host will not build it."""
     original = loopback.socket(option_names)
     port = loopback.bind(original)
     try:
@@ -66,7 +66,8 @@ def leave_time_wait(context, loopback, option_names, remote):
     except socket.timeout:
         raise
     except OSError as exc:
-        raise Refused("original connect with {}: {}".format(join_options(option_names), error_name(exc)[0])) from None
+        raise Unsupported("original connect with {}: {}".format(join_options(option_names),
+                                                                 error_name(exc)[0])) from None
     timestamps = context.options.used_timestamps(original)
     loopback.close_first(original, server)
     return port, timestamps
@@ -101,24 +102,19 @@ def run_case(context, params):
     loopback = Loopback(context.options, params["family"])
     option_names = split_options(params["opts"])
     try:
-        remote, other = loopback.listener(), loopback.listener()
-        port, record["timestamps"] = leave_time_wait(context, loopback, option_names, remote)
-        seen = settle(context.witness, (port, port_of(remote)))
-        record["witness"] = join_states(seen[0])
-        record["detail"] = "port A {}, B {} (shows {}), C {}".format(port, port_of(remote), join_states(seen[1]),
-                                                                      port_of(other))
-        if seen != (("TIME_WAIT",), ("LISTEN",)):
-            record["outcome"] = INCONCLUSIVE
-            return record
-        target = remote if params["target"] == "same_remote" else other
-        steps = reuse(loopback, option_names, port, target)
-        record["errno"] = steps.pop("errno", None)
-        record.update(steps)
-        record["outcome"] = next((steps[step] for step in STEPS if steps.get(step, OK) != OK), OK)
-    except Refused as exc:
-        record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, WitnessError) as exc:
-        record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
+        with recorded(record):
+            remote, other = loopback.listener(), loopback.listener()
+            port, record["timestamps"] = leave_time_wait(context, loopback, option_names, remote)
+            seen = settle(context.witness, (port, port_of(remote)))
+            record["witness"] = join_states(seen[0])
+            record["detail"] = "port A {}, B {} (shows {}), C {}".format(port, port_of(remote), join_states(seen[1]),
+                                                                          port_of(other))
+            if seen != (("TIME_WAIT",), ("LISTEN",)):
+                record["outcome"] = INCONCLUSIVE  # the witness and detail say what was seen instead
+                return record
+            target = remote if params["target"] == "same_remote" else other
+            steps = reuse(loopback, option_names, port, target)
+            record_steps(record, steps, STEPS)
     finally:
         loopback.close()
     return record

@@ -26,6 +26,7 @@ socket bound), `unnamed` (the empty address of an unbound socket), `other` (anyt
 `answers` is `own` when every connected client of the race got its own id back, `crossed` when one got another's
 (the count is the measure `cross_wired`), `missing` when one got no whole answer in time.
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -37,9 +38,10 @@ import tempfile
 import threading
 import time
 
+from labs.outcomes import Unsupported, Unwitnessed, recorded
 from labs.polling import poll
 from labs.sockopts import error_name
-from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, OK, UNSUPPORTED, join_states
+from labs.vocabulary import ERROR_NAMES, OK, UNSUPPORTED, join_states
 from labs.witness import Witness, WitnessError
 
 try:
@@ -135,7 +137,7 @@ class Context:
                 self.libc = ctypes.CDLL(None, use_errno=True)
                 self.libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
             except (OSError, AttributeError) as exc:
-                raise NoFeature("no connect() of the C library through ctypes: {}".format(exc))
+                raise Unsupported("no connect() of the C library through ctypes: {}".format(exc))
         if self.libc.connect(sock.fileno(), address, len(address)) != 0:
             number = ctypes.get_errno()
             raise OSError(number, os.strerror(number))
@@ -154,16 +156,8 @@ def is_socket_file(path):
         return False
 
 
-class NoFeature(Exception):
-    """The host lacks what the case needs: `unsupported`."""
-
-
 class Refused(Exception):
-    """A step's call failed with an errno: the case ends there (its outcome is that step's)."""
-
-
-class Unwitnessed(Exception):
-    """The case's precondition was not seen: `inconclusive`."""
+    """A step's call failed with an errno: the case ends there (its outcome is that step's, already recorded)."""
 
 
 class Case:
@@ -288,34 +282,22 @@ class Case:
 
 # --- scenarios -------------------------------------------------------------------------------------------------------
 
-def run_bind_live(case, params):
-    name = case.name()
+def hold_live(case, name):
     case.live_name(case.listener(name), name)
-    case.step("bind", lambda: case.socket().bind(name))
 
 
-def run_bind_stale(case, params):
-    name = case.name()
-    case.stale_name(name)
-    case.step("bind", lambda: case.socket().bind(name))
+# What holds the name before the case's own socket tries it.
+HOLDERS = {"live": hold_live, "stale": lambda case, name: case.stale_name(name),
+           "regular_file": lambda case, name: case.regular_file(name)}
 
 
-def run_bind_regular_file(case, params):
-    name = case.name()
-    case.regular_file(name)
-    case.step("bind", lambda: case.socket().bind(name))
-
-
-def run_connect_stale(case, params):
-    name = case.name()
-    case.stale_name(name)
-    case.step("connect", lambda: case.socket().connect(name))
-
-
-def run_connect_regular_file(case, params):
-    name = case.name()
-    case.regular_file(name)
-    case.step("connect", lambda: case.socket().connect(name))
+def name_held(holder, call):
+    """A scenario: the name is held by `holder` (HOLDERS), then a new socket tries `call` (bind or connect) on it."""
+    def run(case, params):
+        name = case.name()
+        HOLDERS[holder](case, name)
+        case.step(call, lambda: getattr(case.socket(), call)(name))
+    return run
 
 
 def run_names(case, params):
@@ -520,11 +502,11 @@ def judge_race(case, racers, released, served):
 
 
 RUNNERS = {
-    "bind_live": run_bind_live,
-    "bind_stale": run_bind_stale,
-    "bind_regular_file": run_bind_regular_file,
-    "connect_stale": run_connect_stale,
-    "connect_regular_file": run_connect_regular_file,
+    "bind_live": name_held("live", "bind"),
+    "bind_stale": name_held("stale", "bind"),
+    "bind_regular_file": name_held("regular_file", "bind"),
+    "connect_stale": name_held("stale", "connect"),
+    "connect_regular_file": name_held("regular_file", "connect"),
     "names_named": run_names,
     "names_unnamed": run_names,
     "accept_nonblocking": run_accept_nonblocking,
@@ -552,15 +534,9 @@ def run_case(context, params):
         return {"outcome": UNSUPPORTED, "witness": "", "detail": reason, "errno": None}
     case = Case(context, params)
     try:
-        RUNNERS[params["scenario"]](case, params)
-    except Refused:
-        pass  # the refusing step's outcome is already the case's
-    except Unwitnessed as exc:
-        case.record.update(outcome=INCONCLUSIVE, detail=str(exc))
-    except NoFeature as exc:
-        case.record.update(outcome=UNSUPPORTED, detail=str(exc))
-    except (OSError, RuntimeError, subprocess.SubprocessError, threading.BrokenBarrierError) as exc:
-        case.record.update(outcome=ERROR, detail="{}: {}".format(type(exc).__name__, exc))
+        # a Refused step's outcome is already the case's; threading.BrokenBarrierError is a RuntimeError
+        with recorded(case.record, failures=(subprocess.SubprocessError,)), contextlib.suppress(Refused):
+            RUNNERS[params["scenario"]](case, params)
     finally:
         case.close()
     return case.record

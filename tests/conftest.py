@@ -8,7 +8,10 @@ import sys
 import pytest
 import yaml
 
+from labs import hostfacts
 from labs.polling import poll
+from labs.sockopts import platform_family
+from labs.witness import Witness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,6 +23,18 @@ def invoke():
         return subprocess.run([sys.executable, "-m", "invoke"] + list(args), cwd=REPO, capture_output=True,
                               text=True, timeout=timeout)
     return run
+
+
+@pytest.fixture(scope="session")
+def host():
+    """This machine's host facts, as the agent's first record gives them (a lab's Context is made from them)."""
+    with Witness(platform_family()) as witness:
+        return hostfacts.collect(witness.method)
+
+
+def case_params(lab, *values):
+    """A case of `lab` (its module) from its parameter values in PARAMETERS order."""
+    return dict(zip(lab.PARAMETERS, values))
 
 
 # The lab hosts are real sshds, users and network namespaces: making them takes root.

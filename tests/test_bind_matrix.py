@@ -1,4 +1,5 @@
 """The bind_matrix lab on this machine's real sockets: seed 004's Linux rows, repeatability, the witness gate."""
+import contextlib
 import json
 import os
 import subprocess
@@ -9,7 +10,6 @@ import pytest
 import labs
 from labs import bind_matrix, hostfacts
 from labs.sockopts import platform_family
-from labs.witness import Witness
 from tests.conftest import REPO
 
 SEED_CELLS = ["--where", "proto=tcp", "--where", "family=inet", "--where", "first_addr=wildcard",
@@ -35,11 +35,9 @@ def run_agent(*arguments):
 
 
 @pytest.fixture
-def context():
-    host = hostfacts.collect(Witness(platform_family()).method)
-    context = bind_matrix.Context(host)
-    yield host, context
-    context.close()
+def context(host):
+    with contextlib.closing(bind_matrix.Context(host)) as context:
+        yield host, context
 
 
 @needs_linux

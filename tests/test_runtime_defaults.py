@@ -1,5 +1,6 @@
 """The runtime_defaults lab on this machine's real sockets: the host Python's server helpers, what they set, and
 whether their servers share a port or restart over TIME_WAIT (seed 004's restart, here with Python's helpers)."""
+import contextlib
 import http.server
 import json
 import os
@@ -14,9 +15,8 @@ import pytest
 import labs
 from analysis.expectations import judge, load_expectations
 from analysis.results import COLUMNS, read_host_log
-from labs import hostfacts, runtime_defaults
+from labs import runtime_defaults
 from labs.sockopts import platform_family
-from labs.witness import Witness
 from tests.conftest import REPO
 
 needs_linux = pytest.mark.skipif(platform_family() != "linux", reason="the documented Linux rows need Linux")
@@ -33,17 +33,10 @@ LINUX_SERVING = {
 }
 
 
-@pytest.fixture(scope="module")
-def host():
-    with Witness(platform_family()) as witness:
-        return hostfacts.collect(witness.method)
-
-
 @pytest.fixture
 def context(host):
-    context = runtime_defaults.Context(host)
-    yield context
-    context.close()
+    with contextlib.closing(runtime_defaults.Context(host)) as context:
+        yield context
 
 
 def params(helper, family):

@@ -1,9 +1,9 @@
 """The socketpair_churn lab on this machine's real sockets (small N, small windows), and Witness.count(), the
 one-read count of table entries over many ports that the lab's time_wait_left uses: on connection tables recorded
 on other systems (tests/data/netstat/README.md names each source) and on this machine's readers."""
+import contextlib
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -173,16 +173,9 @@ def test_count_on_this_machine(method):
 # --- the lab ---------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def host():
-    with Witness(platform_family()) as witness:
-        return hostfacts.collect(witness.method)
-
-
-@pytest.fixture
 def context(host):
-    context = socketpair_churn.Context(host)
-    yield context
-    context.close()
+    with contextlib.closing(socketpair_churn.Context(host)) as context:
+        yield context
 
 
 @pytest.fixture

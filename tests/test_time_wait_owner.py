@@ -1,18 +1,20 @@
 """The time_wait_owner lab on this machine's real sockets: who holds TIME_WAIT after each close, the plain rebind of
 the server's port, the witness gates (simultaneous close precondition, a close that never settles), portability."""
+import contextlib
+import functools
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 import labs
-from labs import connection, hostfacts, time_wait_owner
+from labs import connection, time_wait_owner
 from labs.sockopts import platform_family
-from labs.witness import Witness
-from tests.conftest import REPO
+from tests.conftest import REPO, case_params
 
 needs_linux = pytest.mark.skipif(platform_family() != "linux", reason="Linux outcomes and /proc/self/fd")
 
@@ -26,15 +28,12 @@ LINUX_BIND = {"client": "ok", "neither": "ok", "server": "EADDRINUSE", "both": "
 
 
 @pytest.fixture(scope="module")
-def context():
-    host = hostfacts.collect(Witness(platform_family()).method)
-    context = time_wait_owner.Context(host)
-    yield host, context
-    context.close()
+def context(host):
+    with contextlib.closing(time_wait_owner.Context(host)) as context:
+        yield host, context
 
 
-def params(family, close, closer):
-    return dict(zip(time_wait_owner.PARAMETERS, (family, close, closer)))
+params = functools.partial(case_params, time_wait_owner)  # params(family, ...): a case
 
 
 def test_the_table_has_every_close_and_closer(context):
@@ -73,7 +72,8 @@ def test_a_simultaneous_close_whose_fins_get_through_is_inconclusive(context, mo
     monkeypatch.setattr(connection, "STATE_DEADLINE", 0.2)
     record = time_wait_owner.run_case(context, params("inet", "simultaneous", "both"))
     assert record["outcome"] == "inconclusive"
-    assert "FIN_WAIT_1 wanted" in record["detail"]
+    assert re.fullmatch(r"client port \d+, server port \d+; after both shutdown\(SHUT_WR\): .* \(both FIN_WAIT_1 "
+                        r"wanted\)", record["detail"])
     assert "time_wait" not in record and "bind" not in record
 
 
@@ -86,7 +86,19 @@ def test_a_close_that_does_not_settle_is_inconclusive(context, monkeypatch):
     record = time_wait_owner.run_case(context, params("inet", "orderly", "client"))
     assert record["outcome"] == "inconclusive"
     assert record["witness"] == "client=FIN_WAIT_2 server=CLOSE_WAIT"
+    assert record["detail"].endswith("; still closing after 0.2 s")
     assert "time_wait" not in record
+
+
+def test_a_failure_of_the_agent_is_an_error_after_the_detail_so_far(context, monkeypatch):
+    _, context = context
+
+    def fails(context, loopback, closer, other):
+        raise RuntimeError("no FIN")
+    monkeypatch.setitem(time_wait_owner.CLOSES, "orderly", fails)
+    record = time_wait_owner.run_case(context, params("inet", "orderly", "client"))
+    assert (record["outcome"], record["errno"]) == ("error", None)
+    assert re.fullmatch(r"client port \d+, server port \d+; RuntimeError: no FIN", record["detail"])
 
 
 def test_a_host_without_the_family_records_unsupported(context, monkeypatch):

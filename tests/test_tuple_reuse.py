@@ -1,5 +1,7 @@
 """The tuple_reuse lab on this machine's real sockets: bind and connect over a TIME_WAIT 4-tuple, the facts recorded
 beside them (tcp_tw_reuse, timestamps), the witness gate, and what a host without TCP_INFO or an option records."""
+import contextlib
+import functools
 import errno
 import json
 import os
@@ -15,8 +17,7 @@ import labs
 from labs import connection, hostfacts, tuple_reuse
 from labs.connection import Loopback
 from labs.sockopts import Options, platform_family
-from labs.witness import Witness
-from tests.conftest import REPO
+from tests.conftest import REPO, case_params
 
 LINUX = platform_family() == "linux"
 needs_linux = pytest.mark.skipif(not LINUX, reason="Linux outcomes")
@@ -26,15 +27,12 @@ needs_namespaces = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def context():
-    host = hostfacts.collect(Witness(platform_family()).method)
-    context = tuple_reuse.Context(host)
-    yield host, context
-    context.close()
+def context(host):
+    with contextlib.closing(tuple_reuse.Context(host)) as context:
+        yield host, context
 
 
-def params(family, opts, target):
-    return dict(zip(tuple_reuse.PARAMETERS, (family, opts, target)))
+params = functools.partial(case_params, tuple_reuse)  # params(family, ...): a case
 
 
 def run_agent(*prefix):
