@@ -125,7 +125,8 @@ def resumed(run, out, inventory, lab, where):
 MEASURE_HELP = {
     "hosts": "the inventory file (default hosts.yaml)",
     "lab": "a lab to run; repeat for several (default: every lab)",
-    "where": "only cases with these values, e.g. --where state=LISTEN,TIME_WAIT; repeatable",
+    "where": "only cases with these values, e.g. --where state=LISTEN,TIME_WAIT (a lab without the column runs "
+             "none), or a lab's size, e.g. --where pairs=2000; repeatable",
     "out": "where runs are stored (default results/)",
     "accept-new": "record the SSH host keys of hosts never seen before (as ssh's StrictHostKeyChecking=accept-new)"
                   "; a changed key is refused all the same",
@@ -271,9 +272,9 @@ def check(c, run=None, expectations=EXPECTATIONS):
 def report(c, run=None, expectations=EXPECTATIONS, out=None):
     """Write the report of one run, or several side by side, into <run>/report/: HTML, Markdown, CSV, a picture.
 
-    Every system of the runs and of the archived published runs (archive/) in seed 004's layout (rows: system x
-    options, columns: states), the verdicts, every mismatch with its source, every option pair per host, and a
-    heat map of outcomes by system and case (PNG, SVG)."""
+    The verdicts, every mismatch with its source, then one section per lab (its table: rows system x its cases,
+    columns its main parameter): bind_matrix in seed 004's layout for every system of the runs and of the archived
+    published runs (archive/), and every option pair; and a heat map of outcomes by system and case (PNG, SVG)."""
     path, _, _ = write_report(run or [run_dir_or_latest(None, RESULTS)], expectations, out)
     console().print("report: {}".format(path))
 
