@@ -403,15 +403,21 @@ def machine_summary():
 })
 @lab_errors
 def bench(c, rounds=3, where=None):
-    """Print speed figures: bind_matrix cells/s here; socketpair_churn's pairs/s and unix_sockets' connects/s; load +
-    judge + report of 1,000,000 rows; run-all over 1 and 8 lab hosts; cells/s in a VM.
+    """Print speed figures: bind_matrix cells/s here; load + judge + report of 1,000,000 rows; run-all over 1 and 8
+    lab hosts; cells/s in a VM; socketpair_churn's pairs/s and unix_sockets' connects/s.
 
-    The last two need root: 8 lab hosts in network namespaces (as lab-up does), then the Debian 12 VM (as
-    lab-vm-up does: the first time builds its image, ~2 min); both are removed after. Targets: >= 1000 cells/s;
-    1,000,000 rows analysed in < 10 s and < 2 GB; 8 hosts in at most 1.5x the time of one."""
+    Lab hosts and the VM need root: 8 lab hosts in network namespaces (as lab-up does), then the Debian 12 VM (as
+    lab-vm-up does: the first time builds its image, ~2 min); both are removed after. The labs' own figures come
+    last: socketpair_churn leaves ~90,000 TIME_WAITs that slow every witness read for a minute. Targets: >= 1000
+    cells/s; 1,000,000 rows analysed in < 10 s and < 2 GB; 8 hosts in at most 1.5x the time of one."""
     from collect import bench as figures
     out = console()
     out.print("machine: " + machine_summary())
+    waiting = figures.time_wait_entries()
+    if waiting:
+        out.print("TIME_WAIT entries on this machine now: {:,} (a run of socketpair_churn leaves ~90,000 for a "
+                  "minute; every witness read walks them, so the agent's figures are lower until they expire)".format(
+                      waiting))
     for number in range(1, int(rounds) + 1):
         cases, seconds, witness = figures.cells_per_second(["prober=other_process"])
         out.print("bind_matrix other_process, round {}: {} cells in {:.2f} s = {:.0f} cells/s (witness: {}; "
@@ -421,15 +427,18 @@ def bench(c, rounds=3, where=None):
               "peak memory {:,.0f} MB (target < 2,048 MB)".format(rows, ", ".join(
                   "{} {:.1f} s".format(step, value) for step, value in seconds.items()), sum(seconds.values()),
                   megabytes))
-    # After the runs on this machine's own table: socketpair_churn leaves ~90,000 TIME_WAITs for a minute.
+    if os.geteuid() == 0:
+        lab_host_figures(out, figures, where or ["proto=tcp", "state=LISTEN,TIME_WAIT"], int(rounds))
+    else:
+        out.print("run-all over 1 and 8 lab hosts, and the VM: skipped (lab hosts need root)")
     for lab, lab_where, measure, unit in figures.LAB_FIGURES:
         for case, outcome, value in figures.lab_figures(lab, lab_where, measure):
             out.print("{} {}: {} {} (outcome {})".format(lab, case, value, unit, outcome))
-    if os.geteuid() != 0:
-        out.print("run-all over 1 and 8 lab hosts, and the VM: skipped (lab hosts need root)")
-        return
-    where = where or ["proto=tcp", "state=LISTEN,TIME_WAIT"]
-    times = figures.hosts_wall_times(where, rounds=int(rounds))
+
+
+def lab_host_figures(out, figures, where, rounds):
+    """bench's run-all over 1 and 8 namespace lab hosts, and its VM figure."""
+    times = figures.hosts_wall_times(where, rounds=rounds)
     for count, runs in times.items():
         out.print("run-all over {} lab host(s), --where {}: {} cases; wall {} s; agents' CPU {} s".format(
             count, " --where ".join(where), runs[0][1], " / ".join("{:.2f}".format(run[0]) for run in runs),

@@ -46,6 +46,17 @@ LAB_FIGURES = (
 )
 
 
+def time_wait_entries():
+    """How many TIME_WAIT entries this machine's connection table holds (0 where it cannot be read)."""
+    from labs.sockopts import platform_family
+    from labs.witness import Witness, WitnessError
+    try:
+        with Witness(platform_family()) as witness:
+            return witness.count("tcp", "TIME_WAIT", range(1, 65536))
+    except (OSError, WitnessError):
+        return 0
+
+
 def lab_figures(lab, where, measure):
     """[(case_id, outcome, the case's `measure`)] of one local run of a lab's cases selected by `where`."""
     with for_host(Host("local", {"transport": "local"})).run_agent({"labs": [lab], "where": where}) as lines:
