@@ -27,11 +27,17 @@ def pivot(frame, rows, layout):
     return table.reindex(columns=order + [value for value in present if value not in order]).fillna(NOT_MEASURED)
 
 
-def select(frame, conditions):
+# What bind_matrix's tables read of a case: taking only these of a million rows is several times faster.
+SEED_COLUMNS = ["lab", "system", "proto", "family", "state", "first_opts", "second_opts", "outcome", "bind", "listen",
+                "verdict"]
+
+
+def select(frame, conditions, columns=SEED_COLUMNS):
+    """The rows with these values, and only `columns` of them."""
     mask = pd.Series(True, index=frame.index)
     for column, value in conditions.items():
         mask &= (frame[column] == value) if column in frame.columns else False
-    return frame[mask]
+    return frame.loc[mask, [column for column in columns if column in frame.columns]]
 
 
 def seed_table(judged):
@@ -115,7 +121,7 @@ def write(judged, run_dir, manifest, out_dir):
     """report.md and its CSVs into out_dir; returns the path of report.md."""
     os.makedirs(out_dir, exist_ok=True)
     judged = judged.assign(system=system_label(judged))
-    counts = verdict_counts(judged[judged["run_id"] == manifest["run_id"]])
+    counts = verdict_counts(select(judged, {"run_id": manifest["run_id"]}, ["host", "lab", "verdict", "case_id"]))
     wrong = mismatches(judged)
     write_csv(judged.drop(columns="system"), os.path.join(out_dir, "judged.csv"))
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
