@@ -56,7 +56,8 @@ def paired_cells(table, a, b):
 def differences(table, paired, a, b):
     differ = paired[paired["results_a"] != paired["results_b"]].rename(columns={"text_a": a, "text_b": b})
     # the parameters' rows come in the order the agent ran the cases: the join keeps it
-    parameters = table.drop_duplicates(CASE).set_index(CASE).reindex(columns=PARAMETER_COLUMNS).astype(object).fillna("")
+    parameters = (table.drop_duplicates(CASE).set_index(CASE).reindex(columns=PARAMETER_COLUMNS)
+                  .astype(object).fillna(""))
     diff = parameters.join(differ[[a, b]], how="inner").reset_index()
     used = [column for column in PARAMETER_COLUMNS if (diff[column] != "").any()]
     return diff[CASE + used + [a, b]]

@@ -15,11 +15,11 @@ An expectation file (expectations/*.yaml) is data, one lab per file:
         section: "'it is not possible to bind to this port for any local address'"   # optional: where exactly
 
 `when:` maps result columns to a value, or a list of values meaning any of them; a column left out means any.
-Columns: os_family, os_release, os_version, python (the host Python's version), host, the lab's PARAMETERS and its MEASURES (facts a case recorded that
-decide its outcome, such as tuple_reuse's `timestamps`). os_release, os_version and python also take
-ranges, compared on the leading numeric parts of the value ("6.18.44-fc-v669" -> 6.18.44, "6.2-RELEASE" -> 6.2):
-">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <, ==). A value that does
-not start with an operator is compared as an exact string ("XP", "10").
+Columns: os_family, os_release, os_version, python (the host Python's version), host, the lab's PARAMETERS and its
+MEASURES (facts a case recorded that decide its outcome, such as tuple_reuse's `timestamps`). os_release, os_version
+and python also take ranges, compared on the leading numeric parts of the value ("6.18.44-fc-v669" -> 6.18.44,
+"6.2-RELEASE" -> 6.2): ">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <,
+==). A value that does not start with an operator is compared as an exact string ("XP", "10").
 `expect:` maps the lab's STEPS columns and/or `outcome` to ok, an error name or one of the step's STEP_VALUES (who
 accepted a connection, which end held TIME_WAIT, ...), or a list: any of them.
 

@@ -1,4 +1,5 @@
-"""How a reader sees a system and an option pair: the row labels of every report and picture (cell texts: analysis.layouts)."""
+"""How a reader sees a system and an option pair: the row labels of every report and picture (the cells' texts are
+in analysis.layouts)."""
 
 from analysis.layouts import pair_label
 

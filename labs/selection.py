@@ -5,7 +5,8 @@ labs that have a `state` column. A column that none of the chosen labs has is a 
 
 A TUNABLE parameter (a lab's size, such as socketpair_churn's `pairs`) is set, not filtered: `--where pairs=200`
 runs each case that has the default size (TUNABLE's value) with 200 pairs instead; cases with another value of
-that column (unix_sockets' scenarios that use one client) keep theirs.
+that column (unix_sockets' scenarios that use one client) keep theirs. It does not keep the labs without that column
+from running.
 """
 
 

@@ -55,6 +55,6 @@ def join_states(states):
 # `errno` is the raw number behind an error-name outcome; `os_version` is the kernel/build string of host facts,
 # `python` the host Python's version (what runtime_defaults measures depends on it).
 RESULT_COLUMNS = (
-    "run_id", "host", "os_family", "os_release", "os_version", "python", "lab", "case_id", "outcome", "errno", "witness",
-    "detail",
+    "run_id", "host", "os_family", "os_release", "os_version", "python", "lab", "case_id", "outcome", "errno",
+    "witness", "detail",
 )

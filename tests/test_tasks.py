@@ -120,6 +120,10 @@ def test_unknown_host_lab_or_column_is_one_line_and_exit_2(invoke, tmp_path):
     one_line_error(invoke("run", "--host", "nope", "--out", str(tmp_path)), "unknown host or group 'nope'")
     one_line_error(invoke("run-all", "--lab", "nope", "--out", str(tmp_path)), "--lab: unknown lab 'nope'")
     one_line_error(invoke("run-all", "--where", "colour=red", "--out", str(tmp_path)), "no column colour")
+    one_line_error(invoke("run-all", "--lab", "hijack", "--where", "state=LISTEN", "--out", str(tmp_path)),
+                   "--where: no column state in lab hijack")
+    one_line_error(invoke("run-all", "--where", "pairs=many", "--out", str(tmp_path)),
+                   "--where: pairs=many is not a positive int")
 
 
 def test_corrupt_results_file_is_one_line_and_exit_2(invoke, tmp_path):
