@@ -11,10 +11,13 @@ import sys
 from labs.sockopts import Options, platform_family
 
 LINUX_SYSCTLS = ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_timestamps", "net.ipv4.ip_local_port_range",
-                 "net.ipv4.tcp_fin_timeout", "net.ipv6.bindv6only")
+                 "net.ipv4.tcp_fin_timeout", "net.ipv6.bindv6only",
+                 "net.ipv4.tcp_max_tw_buckets")  # how many TIME_WAITs socketpair_churn's pairs may leave
 BSD_SYSCTLS = {
+    # nolocaltimewait: no TIME_WAIT for connections within the host (socketpair_churn, time_wait_owner); an oid a
+    # release lacks is skipped by sysctl(8), which prints the others
     "freebsd": ("net.inet.tcp.msl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
-                "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only"),
+                "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only", "net.inet.tcp.nolocaltimewait"),
     "darwin": ("net.inet.tcp.msl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
                "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only"),
 }
