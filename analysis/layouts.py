@@ -1,9 +1,9 @@
 """How each lab's results are laid out for a reader: the table of its report section and the text of its cells.
 
 A lab's table has one column per value of its column axis and one row per system and combination of its row axes;
-a cell shows the lab's cell columns (the steps a reader looks at first). The Markdown report, the HTML page and
-the picture all take their layout from here; a lab without an entry gets its first parameter as the column axis,
-the others as row axes and its outcome as the cell.
+a cell shows the lab's cell columns (the steps a reader looks at first). The Markdown report and the HTML page take
+their layout from here (the picture is of outcomes alone); a lab without an entry gets its first parameter as the
+column axis, the others as row axes and its outcome as the cell.
 """
 from dataclasses import dataclass, field
 
@@ -39,9 +39,6 @@ class Layout:
     cell: tuple = ("outcome",)
     seed: dict = field(default_factory=dict)
     description: str = ""
-
-    def row_columns(self):
-        return [column for axis in self.rows for column in axis.columns]
 
 
 def _text(frame, column):
