@@ -8,6 +8,7 @@ import itertools
 import socket
 
 from labs import endpoints
+from labs.connection import STATE_DEADLINE, OpenSockets, expect_eof
 from labs.outcomes import Unsupported, Unwitnessed, record_steps, recorded
 from labs.polling import poll
 from labs.prober import ProberProcess, SameProcess, unprivileged_user
@@ -38,9 +39,6 @@ AXES = {
 }
 # Step columns: the outcome of each step of the second socket (empty when the step was not reached).
 STEPS = ("setsockopt", "bind", "listen")
-
-# How long a state may take to show in the OS table, and an accept()/recv() to return, before giving up.
-STATE_DEADLINE = 2.0
 
 
 def option_sets(known):
@@ -76,29 +74,14 @@ class Context:
         self.witness.close()
 
 
-class Earlier:
+class Earlier(OpenSockets):
     """The earlier socket of one case, driven into its state (Unsupported where the host refuses to build it);
     close() aborts whatever is still open."""
 
     def __init__(self, context, params):
-        self.options, self.params = context.options, params
-        self.open_sockets = []
+        OpenSockets.__init__(self, context.options)
+        self.params = params
         self.first = self.server = self.client = None
-
-    def track(self, sock):
-        sock.settimeout(STATE_DEADLINE)  # no step may block forever; none waits a fixed time either
-        self.open_sockets.append(sock)
-        return sock
-
-    def close_one(self, sock):
-        """An orderly close (FIN): the state machine the case is about."""
-        self.open_sockets.remove(sock)
-        sock.close()
-
-    def close(self):
-        for sock in self.open_sockets:
-            self.options.abort(sock)
-        self.open_sockets = []
 
     def bind(self):
         params = self.params
@@ -128,8 +111,7 @@ class Earlier:
     def close_server_first(self):
         """The server side sends FIN; once the client's recv() sees it, the client ACKs it: FIN_WAIT_2."""
         self.close_one(self.server)
-        if self.client.recv(1) != b"":
-            raise RuntimeError("client read data where the server's FIN was due")
+        expect_eof(self.client)
         self.options.ack_now(self.client)
 
 
@@ -155,8 +137,7 @@ def drive_established(earlier):
 def drive_close_wait(earlier):
     drive_established(earlier)
     earlier.close_one(earlier.client)
-    if earlier.server.recv(1) != b"":  # EOF: the client's FIN has arrived, so the server end is in CLOSE_WAIT
-        raise RuntimeError("server read data where the client's FIN was due")
+    expect_eof(earlier.server)  # the client's FIN has arrived, so the server end is in CLOSE_WAIT
 
 
 def drive_fin_wait_2(earlier):

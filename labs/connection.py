@@ -1,7 +1,8 @@
 """A loopback TCP connection driven through its closes: what the TIME_WAIT labs (time_wait_owner, tuple_reuse) share.
 
 Both build a listener, a client and the server's accepted end on one loopback address, close them in a chosen order,
-then read the OS connection table on the ports involved until nothing there is still closing.
+then read the OS connection table on the ports involved until nothing there is still closing. OpenSockets, the
+sockets a case has open and how they close, serves bind_matrix's earlier socket too.
 """
 import socket
 
@@ -18,20 +19,40 @@ UNSETTLED = frozenset(("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN
                        "LAST_ACK"))
 
 
-class Loopback:
-    """Sockets of one matrix family on its loopback address; a socket or bind() the host refuses (no IPv6, an option
-    it lacks) raises outcomes.Unsupported. close() aborts whatever is still open (SO_LINGER 0, an RST), so a case
-    leaves behind only the TIME_WAITs it made on purpose."""
+class OpenSockets:
+    """The sockets a case has open. close_one() closes one in order (a FIN: the state machine the case is about);
+    close() aborts whatever is still open (SO_LINGER 0, an RST), so a case leaves behind only the TIME_WAITs it made
+    on purpose."""
 
-    def __init__(self, options, family):
-        self.options, self.family = options, family
-        self.host = endpoints.ADDRESS[family]["loopback"]
-        self.open_sockets = []
+    def __init__(self, options):
+        self.options, self.open_sockets = options, []
 
     def track(self, sock):
         sock.settimeout(STATE_DEADLINE)  # no step may block forever; none waits a fixed time either
         self.open_sockets.append(sock)
         return sock
+
+    def close_one(self, sock):
+        self.open_sockets.remove(sock)
+        sock.close()
+
+    def abort_one(self, sock):
+        self.open_sockets.remove(sock)
+        self.options.abort(sock)
+
+    def close(self):
+        for sock in self.open_sockets:
+            self.options.abort(sock)
+        self.open_sockets = []
+
+
+class Loopback(OpenSockets):
+    """Sockets of one matrix family on its loopback address; a socket or bind() the host refuses (no IPv6, an option
+    it lacks) raises outcomes.Unsupported."""
+
+    def __init__(self, options, family):
+        OpenSockets.__init__(self, options)
+        self.family, self.host = family, endpoints.ADDRESS[family]["loopback"]
 
     def socket(self, option_names=(), buffer_size=None):
         """A TCP socket with these options set, and its send and receive buffers set to `buffer_size` bytes if
@@ -71,26 +92,12 @@ class Loopback:
         client.connect((self.host, port_of(listener)))
         return self.track(listener.accept()[0])
 
-    def close_one(self, sock):
-        """An orderly close(): a FIN, the TCP state machine the labs are about."""
-        self.open_sockets.remove(sock)
-        sock.close()
-
-    def abort_one(self, sock):
-        self.open_sockets.remove(sock)
-        self.options.abort(sock)
-
     def close_first(self, closer, peer):
         """An orderly close that `closer` starts (RFC 793's "local user initiates the close"): its FIN, then the
         peer reads EOF and closes too."""
         self.close_one(closer)
         expect_eof(peer)
         self.close_one(peer)
-
-    def close(self):
-        for sock in self.open_sockets:
-            self.options.abort(sock)
-        self.open_sockets = []
 
 
 def port_of(sock):

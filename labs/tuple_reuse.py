@@ -47,7 +47,6 @@ def cases(host):
 
 class Context:
     def __init__(self, host):
-        self.os_family = host["os_family"]
         self.options = Options(host["os_family"])
         self.witness = Witness(host["os_family"])
         self.tcp_tw_reuse = host.get("sysctls", {}).get("net.ipv4.tcp_tw_reuse", "")
