@@ -87,17 +87,20 @@ def cases(host):
 
 
 class Context:
-    """The option constants, the witness that counts TIME_WAITs (None where the host has no reader), and the
-    non-repeating random source of the random strategy."""
+    """The option constants, the witness that counts TIME_WAITs (None where the host has no reader; why it cannot
+    count them, if so, in witness_problem), and the non-repeating random source of the random strategy."""
 
     def __init__(self, host):
         self.os_family = host["os_family"]
         self.options = Options(self.os_family)
         self.random = random.SystemRandom()
         try:
-            self.witness, self.witness_problem = Witness(self.os_family), ""
+            self.witness = Witness(self.os_family)
         except WitnessError as exc:
             self.witness, self.witness_problem = None, str(exc)
+        else:  # a table without TIME_WAITs would count none, and make every window look free
+            self.witness_problem = ("" if self.witness.sees_time_wait
+                                    else "this host's connection table does not list TIME_WAIT")
 
     def close(self):
         if self.witness is not None:
@@ -307,10 +310,8 @@ def spelled(failures):
 
 def time_wait_on(context, ports):
     """(TIME_WAIT entries whose local port is in `ports`, "") or (None, why they could not be counted)."""
-    if context.witness is None:
+    if context.witness_problem:
         return None, context.witness_problem
-    if not context.witness.sees_time_wait:
-        return None, "this host's connection table does not list TIME_WAIT"
     try:
         return context.witness.count("tcp", "TIME_WAIT", ports), ""
     except (OSError, WitnessError) as exc:
@@ -333,10 +334,8 @@ def free_window(context):
     """(the first port of the first window in SEQUENTIAL_PORTS whose ports hold no connection, "") or (None, why
     there is none)."""
     span = 2 * WINDOW_PAIRS
-    if context.witness is None:
+    if context.witness_problem:
         return None, context.witness_problem
-    if not context.witness.sees_time_wait:  # a window would look free however many TIME_WAITs it held
-        return None, "this host's connection table does not list TIME_WAIT"
     for first in range(SEQUENTIAL_PORTS[0], SEQUENTIAL_PORTS[1] - span + 1, span):
         ports = range(first, first + span)
         try:
