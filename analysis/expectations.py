@@ -243,7 +243,7 @@ def _condition(column, raw, lab_module, path, line, field):
     if not items:
         raise UserError("an empty list matches nothing; leave the column out to match any value", path=path,
                         line=line, field=field)
-    axes = getattr(lab_module, "AXES", {})
+    axes = lab_module.AXES
     for position, item in enumerate(items):
         item_line = raw.lines[position] if isinstance(raw, list) and getattr(raw, "lines", None) else line
         text = _scalar_text(item, path, item_line, field)
@@ -272,7 +272,7 @@ def _conditions(mapping, lab_module, path, field, line=None):
         return {}
     if not isinstance(mapping, dict):
         raise UserError("expected a mapping of result columns to values", path=path, line=line, field=field)
-    allowed = HOST_COLUMNS + tuple(lab_module.PARAMETERS) + tuple(getattr(lab_module, "MEASURES", ()))
+    allowed = HOST_COLUMNS + tuple(lab_module.PARAMETERS) + tuple(lab_module.MEASURES)
     conditions = {}
     for column, raw in mapping.items():
         line = _where(mapping, column, getattr(mapping, "line", None))
@@ -289,7 +289,7 @@ def _expectations(mapping, lab_module, path, line, field):
         raise UserError("expected a mapping of step columns to outcomes, e.g. {bind: EADDRINUSE}", path=path,
                         line=line, field=field)
     allowed = tuple(lab_module.STEPS) + ("outcome",)
-    step_values = getattr(lab_module, "STEP_VALUES", {})
+    step_values = lab_module.STEP_VALUES
     expect = {}
     for column in [c for c in allowed if c in mapping] + [c for c in mapping if c not in allowed]:
         raw = mapping[column]

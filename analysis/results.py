@@ -25,17 +25,13 @@ PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() fo
 STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
 # Steps whose result is a value (who accepted, which end held TIME_WAIT), not ok or an error name.
 VALUE_STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values()
-                                        for column in getattr(lab, "STEP_VALUES", {})))
+                                        for column in lab.STEP_VALUES))
 
 
 def lab_columns(names=LABS):
     """Parameter, step and measure columns of these labs (default every lab), in LABS order, each once."""
     return list(dict.fromkeys(column for name, lab in LAB_MODULES.items() if name in names
-                              for column in tuple(lab.PARAMETERS) + tuple(lab.STEPS) + measures(lab)))
-
-
-def measures(lab):
-    return tuple(getattr(lab, "MEASURES", ()))
+                              for column in tuple(lab.PARAMETERS) + tuple(lab.STEPS) + tuple(lab.MEASURES)))
 
 
 COLUMNS = list(RESULT_COLUMNS) + lab_columns()

@@ -31,7 +31,7 @@ def plan(names, where, skip):
         if name not in LABS:
             raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
     check_where([module(name) for name in names], where)
-    sizes = [column for name in names for column in getattr(module(name), "TUNABLE", {})]
+    sizes = [column for name in names for column in module(name).TUNABLE]
     plans = []
     for name in names:
         lab = module(name)

@@ -39,6 +39,9 @@ AXES = {
 }
 # Step columns: the outcome of each step of the second socket (empty when the step was not reached).
 STEPS = ("setsockopt", "bind", "listen")
+STEP_VALUES = {}  # every step gives ok or an error name
+MEASURES = ()
+TUNABLE = {}
 
 
 def option_sets(known):

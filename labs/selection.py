@@ -46,7 +46,7 @@ def check_where(lab_modules, where):
         raise ValueError("--where: no column {} in lab {} (columns: {})".format(
             ", ".join(unknown), names, ", ".join(dict.fromkeys(columns))))
     for lab in lab_modules:
-        for column in set(where) & set(getattr(lab, "TUNABLE", {})):
+        for column in set(where) & set(lab.TUNABLE):
             tunable_values(lab, column, where[column])
 
 
@@ -56,7 +56,7 @@ def selected(lab, host, where, sizes=()):
     without them (`--where pairs=200` still runs hijack)."""
     if not set(where) - set(sizes) <= set(lab.PARAMETERS):
         return []
-    tunable = getattr(lab, "TUNABLE", {})
+    tunable = lab.TUNABLE
     where = {column: values for column, values in where.items() if column in lab.PARAMETERS}
     filters = {column: values for column, values in where.items() if column not in tunable}
     settings = {column: tunable_values(lab, column, values) for column, values in where.items() if column in tunable}
