@@ -15,10 +15,11 @@ An expectation file (expectations/*.yaml) is data, one lab per file:
         section: "'it is not possible to bind to this port for any local address'"   # optional: where exactly
 
 `when:` maps result columns to a value, or a list of values meaning any of them; a column left out means any.
-Columns: os_family, os_release, os_version, python (the host Python's version), host, the lab's PARAMETERS and its
-MEASURES (facts a case recorded that decide its outcome, such as tuple_reuse's `timestamps`). os_release, os_version
-and python also take ranges, compared on the leading numeric parts of the value ("6.18.44-fc-v669" -> 6.18.44,
-"6.2-RELEASE" -> 6.2): ">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <,
+Columns: os_family, os_release, upstream_release (the upstream kernel version where a distribution hides it: Debian's
+6.1.0-28-amd64 is 6.1.119), os_version, python (the host Python's version), host, the lab's PARAMETERS and its
+MEASURES (facts a case recorded that decide its outcome, such as tuple_reuse's `timestamps`). os_release,
+upstream_release, os_version and python also take ranges, compared on the leading numeric parts of the value
+("6.18.44-fc-v669" -> 6.18.44, "6.2-RELEASE" -> 6.2): ">=3.9", "<2.6.30", ">=2.4,<2.7" (clauses joined by commas all hold; operators >=, >, <=, <,
 ==). A value that does not start with an operator is compared as an exact string ("XP", "10").
 `expect:` maps the lab's STEPS columns and/or `outcome` to ok, an error name or one of the step's STEP_VALUES (who
 accepted a connection, which end held TIME_WAIT, ...), or a list: any of them.
@@ -55,7 +56,7 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 # The OS families the agent reports (labs.sockopts.platform_family).
 OS_FAMILIES = tuple(OPTION_VALUES)
-VERSION_COLUMNS = ("os_release", "os_version", "python")
+VERSION_COLUMNS = ("os_release", "upstream_release", "os_version", "python")
 HOST_COLUMNS = ("os_family",) + VERSION_COLUMNS + ("host",)
 EXPECTABLE = (OK,) + ERROR_NAMES
 

@@ -12,10 +12,11 @@ import pandas as pd
 
 from collect.errors import UserError
 from labs import LABS, module
+from labs.hostfacts import upstream_release
 from labs.vocabulary import RESULT_COLUMNS
 
 HOST_COLUMNS = ("os_family", "os_release", "os_version")  # what a host is: a resumed run checks they are the same
-FACT_COLUMNS = HOST_COLUMNS + ("python",)  # the host facts every case row carries
+FACT_COLUMNS = HOST_COLUMNS + ("upstream_release", "python")  # the host facts every case row carries
 CASE_FIELDS = ("lab", "case_id", "outcome")
 TABLE = "results.csv"
 
@@ -78,6 +79,8 @@ def read_host_log(path):
         kind = record.get("record") if isinstance(record, dict) else None
         if kind == "host":
             facts = record
+            if "upstream_release" not in facts:  # an agent older than the fact, or a published table
+                facts = dict(facts, upstream_release=upstream_release(facts.get("os_release"), ""))
         elif kind == "case":
             for field in CASE_FIELDS:
                 if not isinstance(record.get(field), str):

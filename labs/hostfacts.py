@@ -5,6 +5,7 @@ change reuse outcomes (a regression between two runs is read next to the facts t
 """
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,36 @@ BSD_SYSCTLS = {
     "darwin": ("net.inet.tcp.msl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
                "net.inet.tcp.rfc1323", "net.inet6.ip6.v6only"),
 }
+
+
+# Debian's kernels are released as e.g. 6.1.0-28-amd64 whatever their stable level; the upstream version is in the
+# build string (uname -v): "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)".
+DEBIAN_BUILD = re.compile(r"\bDebian (\d+\.\d+(?:\.\d+)?)")
+LEADING_VERSION = re.compile(r"^\s*(\d+(?:\.\d+)*)")
+# Ubuntu's /proc/version_signature ends with the upstream version: "Ubuntu 5.15.0-91.101-generic 5.15.131".
+VERSION_SIGNATURE = "/proc/version_signature"
+
+
+def upstream_release(release, version, signature=None):
+    """The upstream version of the OS kernel where a distribution hides it behind its own release: Debian's from
+    its build string, Ubuntu's from the last field of /proc/version_signature (its text, or None), else the leading
+    numeric part of `release` ("" if it has none)."""
+    found = DEBIAN_BUILD.search(version or "")
+    if found:
+        return found.group(1)
+    fields = (signature or "").split()
+    if fields and LEADING_VERSION.match(fields[-1]):
+        return LEADING_VERSION.match(fields[-1]).group(1)
+    found = LEADING_VERSION.match(release or "")
+    return found.group(1) if found else ""
+
+
+def version_signature():
+    try:
+        with open(VERSION_SIGNATURE) as stream:
+            return stream.read()
+    except OSError:
+        return None
 
 
 def is_admin():
@@ -65,6 +96,8 @@ def collect(witness_method):
         "os_family": family,
         "os_release": platform.release(),
         "os_version": platform.version(),
+        "upstream_release": upstream_release(platform.release(), platform.version(),
+                                             version_signature() if family == "linux" else None),
         "machine": platform.machine(),
         "hostname": platform.node(),
         "python": platform.python_version(),

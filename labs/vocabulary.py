@@ -53,8 +53,9 @@ def join_states(states):
 
 # The fixed columns of every results table (DESIGN.md); each lab adds its PARAMETERS and STEPS after them.
 # `errno` is the raw number behind an error-name outcome; `os_version` is the kernel/build string of host facts,
+# `upstream_release` the upstream kernel version where a distribution hides it (labs.hostfacts.upstream_release),
 # `python` the host Python's version (what runtime_defaults measures depends on it).
 RESULT_COLUMNS = (
-    "run_id", "host", "os_family", "os_release", "os_version", "python", "lab", "case_id", "outcome", "errno",
-    "witness", "detail",
+    "run_id", "host", "os_family", "os_release", "upstream_release", "os_version", "python", "lab", "case_id",
+    "outcome", "errno", "witness", "detail",
 )

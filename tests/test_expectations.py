@@ -362,3 +362,32 @@ def test_judge_of_a_million_rows(tmp_path):
     # the same case gets the same verdict wherever it repeats
     first, again = judged.iloc[:len(base)], judged.iloc[len(base):2 * len(base)]
     assert np.array_equal(first["verdict"].to_numpy(), again["verdict"].to_numpy())
+
+
+# ------------------------------------------------------------------------------- gates corrected in issue 16
+
+def bind_timewait_case(**values):
+    return case(state="TIME_WAIT", first_addr="loopback", second_addr="loopback", bind="EADDRINUSE", listen="",
+                outcome="EADDRINUSE", **values)
+
+
+def test_a_debian_6_1_host_gets_the_bind_timewait_row_by_its_upstream_release():
+    """Debian 12's 6.1.0-28-amd64 is upstream 6.1.119 (tests/test_hostfacts.py): past 6.1.5, which put TIME_WAIT
+    sockets in bhash2, so the selftest's row decides; 6.1.2 (before that fix) falls back to socket(7)'s rows."""
+    judged = judge(frame(bind_timewait_case(os_release="6.1.0-28-amd64", upstream_release="6.1.119"),
+                         bind_timewait_case(os_release="6.1.0-1-amd64", upstream_release="6.1.2"),
+                         bind_timewait_case(os_release="5.10.0-30-amd64", upstream_release="5.10.218")),
+                   load_expectations())
+    assert list(judged["verdict"]) == ["match", "match", "match"]
+    assert "bind_timewait.c" in judged["source"][0] and "bind_timewait.c" in judged["source"][2]
+    assert "bind_timewait.c" not in judged["source"][1]
+
+
+def test_bind_wildcard_rows_have_no_version_gate():
+    """The same-family bind_wildcard rows used to start at 6.8, the tree that carries the test; the behaviour is
+    older (inet_csk_bind_conflict at 5.18), so a 5.10 host gets them."""
+    judged = judge(frame(case(os_release="5.10.0-30-amd64", upstream_release="5.10.218", state="BOUND",
+                              family="dual", first_addr="loopback", second_addr="v4mapped", bind="ok", listen="ok")),
+                   load_expectations())
+    assert judged["verdict"][0] == "match"
+    assert "bind_wildcard.c" in judged["source"][0]
