@@ -478,3 +478,20 @@ def test_darwin_rows_cover_every_bind_matrix_case_of_a_macos_host():
     rows = [case(os_family="darwin", os_release="24.5.0", **params) for params in bind_matrix.cases(host)]
     judged = judge(frame(*rows), load_expectations())
     assert len(judged) == 7344 and (judged["expected"].fillna("") != "").all()
+
+
+def test_darwin_hijack_cells_get_xnu_s_verdict():
+    """Who accepts on macOS, from XNU's lookup: the exact address's last bound listener, else the first bound
+    wildcard one; every hijack case of a macOS host is documented."""
+    from labs import hijack
+    host = {"options": ("SO_REUSEADDR", "SO_REUSEPORT")}
+    rows = [dict(case(os_family="darwin", os_release="24.5.0"), lab="hijack", **params)
+            for params in hijack.cases(host)]
+    for row in rows:
+        row["case_id"] = labs.case_id(hijack, row)
+    judged = judge(frame(*rows).assign(lab="hijack"), load_expectations()).set_index(list(hijack.PARAMETERS))
+    assert len(judged) == 544 and (judged["expected"].fillna("") != "").all()
+    both_wild = ("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "wildcard", "other_user")
+    both_loopback = ("inet6", "SO_REUSEPORT", "SO_REUSEPORT", "loopback", "loopback", "other_process")
+    assert judged.loc[both_wild, "expected"] == "bind=ok, listen=ok, accepted_by=first, after_close=second"
+    assert judged.loc[both_loopback, "expected"] == "bind=ok, listen=ok, accepted_by=second, after_close=second"
