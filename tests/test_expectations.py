@@ -391,3 +391,107 @@ def test_bind_wildcard_rows_have_no_version_gate():
                    load_expectations())
     assert judged["verdict"][0] == "match"
     assert "bind_wildcard.c" in judged["source"][0]
+
+
+# --------------------------------------------------------------------- FreeBSD and macOS from their bind code
+
+def bsd_case(os_family, os_release, bind, listen="", **values):
+    """A bind_matrix result row of a FreeBSD or macOS host (no such host runs here: the rows are synthetic)."""
+    return case(os_family=os_family, os_release=os_release, upstream_release=os_release.split("-")[0],
+                os_version="", bind=bind, listen=listen, outcome="ok" if bind == "ok" else bind, **values)
+
+
+def expected_steps(expected):
+    """The bind and listen outcomes a result needs to match an `expected` text ("bind=ok, listen=ok")."""
+    steps = dict(item.split("=") for item in expected.split(", ")) if expected else {"bind": "ok"}
+    return steps["bind"], steps.get("listen", "")
+
+
+FREEBSD_CELLS = [
+    # no reuse option on the new socket: the wildcard lookup finds the server end's TIME_WAIT
+    (dict(state="TIME_WAIT", first_addr="loopback", second_addr="loopback"), "bind=EADDRINUSE"),
+    (dict(state="FIN_WAIT_2", family="inet6"), "bind=EADDRINUSE"),
+    # a reuse option on the new socket alone passes connections, for another user too (TCP)
+    (dict(state="CLOSE_WAIT", second_opts="SO_REUSEADDR", prober="other_user"), "bind=ok, listen=ok"),
+    # ... but not a connected UDP socket of another user
+    (dict(proto="udp", state="ESTABLISHED", second_opts="SO_REUSEPORT", prober="other_user"), "bind=EADDRINUSE"),
+    # the same address: SO_REUSEADDR on both does not share it, SO_REUSEPORT_LB on both does
+    (dict(state="LISTEN", first_opts="SO_REUSEADDR", second_opts="SO_REUSEADDR"), "bind=EADDRINUSE"),
+    (dict(state="LISTEN", first_opts="SO_REUSEPORT_LB", second_opts="SO_REUSEPORT_LB"), "bind=ok, listen=ok"),
+    # a loopback socket beside a wildcard listener, with a reuse option on the new socket
+    (dict(state="LISTEN", second_addr="loopback", second_opts="SO_REUSEADDR"), "bind=ok, listen=ok"),
+    # dual-stack ::1 and ::ffff:127.0.0.1 never meet
+    (dict(family="dual", state="BOUND", first_addr="loopback", second_addr="v4mapped"), "bind=ok, listen=ok"),
+    # another user on the wildcard with SO_REUSEPORT_LB on both: the versions read disagree, so no row
+    (dict(state="BOUND", first_opts="SO_REUSEPORT_LB", second_opts="SO_REUSEPORT_LB", prober="other_user"), ""),
+]
+
+
+@pytest.mark.parametrize("release", ["13.2-RELEASE", "14.1-RELEASE-p5", "15.0-CURRENT"])
+def test_freebsd_cells_get_the_code_s_verdict_on_every_release(release):
+    """freebsd.yaml has no version gate (in_pcb.c reads the same in the 13-, 14- and 15-era texts): every release
+    gets the same expectation, and a result that says so matches."""
+    rows = [bsd_case("freebsd", release, *expected_steps(expected), **values) for values, expected in FREEBSD_CELLS]
+    judged = judge(frame(*rows), load_expectations())
+    assert list(judged["expected"].fillna("")) == [expected for _, expected in FREEBSD_CELLS]
+    assert list(judged["verdict"]) == ["match"] * (len(FREEBSD_CELLS) - 1) + ["undocumented"]
+
+
+def test_freebsd_6_2_keeps_seed_004_s_rows():
+    judged = judge(frame(bsd_case("freebsd", "6.2-RELEASE", "EADDRINUSE", state="TIME_WAIT")), load_expectations())
+    assert judged["verdict"][0] == "match" and "seed 004" in judged["source"][0]
+
+
+def test_freebsd_time_wait_without_options_is_in_use_and_cites_the_code():
+    judged = judge(frame(bsd_case("freebsd", "14.2-RELEASE", "ok", "ok", state="TIME_WAIT")), load_expectations())
+    assert judged["verdict"][0] == "mismatch" and judged["expected"][0] == "bind=EADDRINUSE"
+    assert "INPLOOKUP_WILDCARD" in judged["source"][0]
+
+
+DARWIN_CELLS = [
+    (dict(state="TIME_WAIT"), "bind=EADDRINUSE"),
+    (dict(state="TIME_WAIT", second_opts="SO_REUSEADDR"), "bind=ok, listen=ok"),
+    # XNU's uid check counts connections: another user cannot take the port of root's TIME_WAIT
+    (dict(state="TIME_WAIT", second_opts="SO_REUSEADDR", prober="other_user"), "bind=EADDRINUSE"),
+    (dict(state="LISTEN", first_opts="SO_REUSEADDR", second_opts="SO_REUSEADDR"), "bind=EADDRINUSE"),
+    (dict(state="LISTEN", first_opts="SO_REUSEPORT", second_opts="SO_REUSEPORT"), "bind=ok, listen=ok"),
+    # both on the wildcard with SO_REUSEPORT: the uid check stops there, so another user shares the port
+    (dict(state="LISTEN", first_opts="SO_REUSEPORT", second_opts="SO_REUSEPORT", prober="other_user"),
+     "bind=ok, listen=ok"),
+    (dict(state="LISTEN", first_addr="loopback", second_addr="loopback", first_opts="SO_REUSEPORT",
+          second_opts="SO_REUSEPORT", prober="other_user"), "bind=EADDRINUSE"),
+    (dict(family="dual", state="LISTEN", second_addr="v4mapped", second_opts="SO_REUSEADDR"), "bind=ok, listen=ok"),
+]
+
+
+def test_darwin_cells_get_xnu_s_verdict():
+    rows = [bsd_case("darwin", "24.5.0", *expected_steps(expected), **values) for values, expected in DARWIN_CELLS]
+    judged = judge(frame(*rows), load_expectations())
+    assert list(judged["expected"]) == [expected for _, expected in DARWIN_CELLS]
+    assert set(judged["verdict"]) == {"match"}
+    assert judged["source"].str.contains("xnu-11417.121.6").all()
+
+
+def test_darwin_rows_cover_every_bind_matrix_case_of_a_macos_host():
+    """macOS has SO_REUSEADDR and SO_REUSEPORT (labs/sockopts.py): XNU's code decides each of the 7,344 cases."""
+    host = {"options": ("SO_REUSEADDR", "SO_REUSEPORT")}
+    rows = [case(os_family="darwin", os_release="24.5.0", **params) for params in bind_matrix.cases(host)]
+    judged = judge(frame(*rows), load_expectations())
+    assert len(judged) == 7344 and (judged["expected"].fillna("") != "").all()
+
+
+def test_darwin_hijack_cells_get_xnu_s_verdict():
+    """Who accepts on macOS, from XNU's lookup: the exact address's last bound listener, else the first bound
+    wildcard one; every hijack case of a macOS host is documented."""
+    from labs import hijack
+    host = {"options": ("SO_REUSEADDR", "SO_REUSEPORT")}
+    rows = [dict(case(os_family="darwin", os_release="24.5.0"), lab="hijack", **params)
+            for params in hijack.cases(host)]
+    for row in rows:
+        row["case_id"] = labs.case_id(hijack, row)
+    judged = judge(frame(*rows).assign(lab="hijack"), load_expectations()).set_index(list(hijack.PARAMETERS))
+    assert len(judged) == 544 and (judged["expected"].fillna("") != "").all()
+    both_wild = ("inet", "SO_REUSEPORT", "SO_REUSEPORT", "wildcard", "wildcard", "other_user")
+    both_loopback = ("inet6", "SO_REUSEPORT", "SO_REUSEPORT", "loopback", "loopback", "other_process")
+    assert judged.loc[both_wild, "expected"] == "bind=ok, listen=ok, accepted_by=first, after_close=second"
+    assert judged.loc[both_loopback, "expected"] == "bind=ok, listen=ok, accepted_by=second, after_close=second"
