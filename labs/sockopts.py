@@ -14,8 +14,11 @@ from labs.vocabulary import OPTIONS
 # Per OS family: SOL_SOCKET and option values from the system headers (<sys/socket.h>, <asm-generic/socket.h>,
 # <winsock2.h>: SO_EXCLUSIVEADDRUSE is ((int)(~SO_REUSEADDR))). An option absent from a row does not exist there.
 _BSD = {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004, "SO_REUSEPORT": 0x0200}
+_LINUX = {"SOL_SOCKET": 1, "SO_REUSEADDR": 2, "SO_REUSEPORT": 15}
 OPTION_VALUES = {
-    "linux": {"SOL_SOCKET": 1, "SO_REUSEADDR": 2, "SO_REUSEPORT": 15},
+    "linux": _LINUX,
+    # gVisor (runsc) serves Linux's system call interface, option numbers included, from its own TCP/IP stack.
+    "gvisor": _LINUX,
     "freebsd": dict(_BSD, SO_REUSEPORT_LB=0x10000),
     "darwin": _BSD,
     "openbsd": _BSD,
@@ -27,11 +30,13 @@ OPTION_VALUES = {
     "cygwin": {"SOL_SOCKET": 0xFFFF, "SO_REUSEADDR": 0x0004},
 }
 # IPPROTO_IPV6 / IPV6_V6ONLY where Python lacks them (Linux <netinet/in.h>; BSDs and Windows share 41/27).
-IPV6_VALUES = {"linux": (41, 26)}
+IPV6_VALUES = {"linux": (41, 26), "gvisor": (41, 26)}
 IPV6_DEFAULT = (41, 27)
 
 # Where struct tcp_info keeps tcpi_options (after five u_int8_t fields in Linux <linux/tcp.h> and FreeBSD
 # <netinet/tcp.h>), and its TCPI_OPT_TIMESTAMPS bit. Other systems lay the struct out otherwise, or have none.
+# gVisor has Linux's layout but leaves tcpi_options zero (its TCP_INFO fills the state, RTO, RTT, cwnd and
+# ssthresh only), so whether a connection used timestamps is unknown there.
 TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
 TCPI_OPT_TIMESTAMPS = 0x1
 TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits

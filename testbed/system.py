@@ -1,7 +1,8 @@
-"""What the test beds need from this machine: OpenSSH's server and key tool, and iproute2.
+"""What the test beds need from this machine: OpenSSH's server and key tool, iproute2, and gVisor's runsc.
 
-require() checks them and, as root on Debian/Ubuntu, installs what is missing without letting the install start
-the distribution's own sshd: the labs run their own sshds, and a system-wide one on port 22 is not ours to add.
+require() checks the first three and, as root on Debian/Ubuntu, installs what is missing without letting the install
+start the distribution's own sshd: the labs run their own sshds, and a system-wide one on port 22 is not ours to add.
+require_runsc() does the same for Debian's runsc package (gVisor: a lab host whose sockets are netstack's).
 """
 import os
 import shutil
@@ -17,6 +18,8 @@ POLICY_RC_D = "/usr/sbin/policy-rc.d"
 POLICY_DENY = "#!/bin/sh\n# written by socklab's testbed while it installs openssh-server: start no service\nexit 101\n"
 # sshd's privilege-separation directory; a distribution's service unit makes it, our own sshds need it too.
 PRIVSEP_DIR = "/run/sshd"
+# Debian's runsc package (bookworm: 0.0~20221219.0) installs the one binary here; it starts no service.
+RUNSC = "/usr/bin/runsc"
 
 
 def missing():
@@ -49,18 +52,36 @@ def install():
             policy.write(POLICY_DENY)
         os.chmod(POLICY_RC_D, 0o755)
     try:
-        result = apt_get("install", "-y", "--no-install-recommends", *PACKAGES)
-        if result.returncode != 0:
-            # A fresh image has no package lists yet: fetch them once and try again.
-            apt_get("update")
-            result = apt_get("install", "-y", "--no-install-recommends", *PACKAGES)
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["exit status " + str(result.returncode)])[-1]
-            raise LabError(f"apt-get could not install openssh-server: {last}")
+        apt_install(PACKAGES)
     finally:
         if created_policy:
             os.remove(POLICY_RC_D)
     stop_new_listeners(before)
+
+
+def require_runsc():
+    """The path of Debian's runsc, installed with apt-get when missing and we may (root, apt-get); LabError saying
+    how to install it otherwise."""
+    if not os.access(RUNSC, os.X_OK):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise LabError(f"{RUNSC} not found: install gVisor's runsc (as root: apt-get install runsc)")
+        apt_install(["runsc"])
+        if not os.access(RUNSC, os.X_OK):
+            raise LabError(f"{RUNSC} still not found after apt-get install runsc: install it by hand")
+    return RUNSC
+
+
+def apt_install(packages):
+    """apt-get install `packages` (no recommends); LabError with apt-get's last line if it cannot."""
+    arguments = ["install", "-y", "--no-install-recommends", *packages]
+    result = apt_get(*arguments)
+    if result.returncode != 0:
+        # A fresh image has no package lists yet: fetch them once and try again.
+        apt_get("update")
+        result = apt_get(*arguments)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["exit status " + str(result.returncode)])[-1]
+        raise LabError(f"apt-get could not install {' '.join(packages)}: {last}")
 
 
 def apt_get(*args):
