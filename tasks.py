@@ -14,7 +14,7 @@ import time
 
 from invoke import Exit, task
 
-from collect.errors import UserError
+from formats.errors import UserError
 from testbed import LabError
 
 # Defaults live in the checkout, wherever invoke is started from; paths a user gives are taken as given.

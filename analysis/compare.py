@@ -15,7 +15,7 @@ import pandas as pd
 from analysis.labels import system_label
 from analysis.regress import NO_RESULT, result_text
 from analysis.results import PARAMETER_COLUMNS, load_runs
-from collect.errors import UserError
+from formats.errors import UserError
 
 CASE = ["lab", "case_id"]
 SEPARATOR = "; "  # between a cell's results; not "|", which would split a Markdown table's cell

@@ -42,8 +42,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from collect import yamlfile
-from collect.errors import UserError
+from formats import yamlfile
+from formats.errors import UserError
 from labs import LABS, module
 from labs.sockopts import OPTION_VALUES
 from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, UNSUPPORTED, join_options

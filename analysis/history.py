@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, run_order
 from analysis.results import PARAMETER_COLUMNS, read_manifest, run_dirs
-from collect.errors import UserError
+from formats.errors import UserError
 
 CASE = ["lab", "case_id"]
 

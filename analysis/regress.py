@@ -30,7 +30,7 @@ import pandas as pd
 
 from analysis.results import (LAB_MODULES, PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS, read_host_log,
                               read_manifest)
-from collect.errors import UserError
+from formats.errors import UserError
 from collect.store import COMPLETED
 from labs import LABS
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED

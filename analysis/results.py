@@ -10,7 +10,7 @@ import os
 
 import pandas as pd
 
-from collect.errors import UserError
+from formats.errors import UserError
 from labs import LABS, module
 from labs.vocabulary import RESULT_COLUMNS
 

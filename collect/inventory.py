@@ -10,8 +10,8 @@ a key is named by its path or by an environment variable (key_env), or an ssh-ag
 import re
 from dataclasses import dataclass, field
 
-from collect import yamlfile
-from collect.errors import UserError
+from formats import yamlfile
+from formats.errors import UserError
 from labs import LABS
 
 DEFAULT_PATH = "hosts.yaml"

@@ -14,7 +14,7 @@ import os
 import threading
 
 import collect
-from collect.errors import UserError
+from formats.errors import UserError
 from labs import LABS
 
 AGENT_SOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs")

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.expectations import VERDICTS, judge, load_expectations
 from analysis.results import COLUMNS, load_run
-from collect.errors import UserError
+from formats.errors import UserError
 import labs
 from labs import LABS
 from labs import bind_matrix

@@ -15,7 +15,7 @@ from analysis.compare import compare, compare_markdown, system_diff
 from analysis.history import history, host_history
 from analysis.regress import BASELINE_COLUMNS, promote_baseline, regress, regression
 from analysis.results import load_runs, run_dirs
-from collect.errors import UserError
+from formats.errors import UserError
 from tests.conftest import REPO
 
 ARCHIVE = os.path.join(REPO, "archive")

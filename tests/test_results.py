@@ -5,7 +5,7 @@ import pytest
 
 from analysis.results import lab_columns, load_run
 from labs.vocabulary import RESULT_COLUMNS
-from collect.errors import UserError
+from formats.errors import UserError
 from tests.conftest import REPO
 
 

@@ -5,7 +5,7 @@ a mapping's `.lines[key]` is the line of that key, a list's `.lines[i]` the line
 """
 import yaml
 
-from collect.errors import UserError
+from formats.errors import UserError
 
 
 class LineDict(dict):
