@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.expectations import VERDICTS, judge, load_expectations
-from analysis.results import COLUMNS, load_run
+from formats.table import COLUMNS, load as load_run
 from formats.errors import UserError
 import labs
 from labs import LABS

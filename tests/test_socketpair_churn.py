@@ -13,7 +13,7 @@ import pytest
 
 import labs
 from analysis.expectations import judge, load_expectations
-from analysis.results import COLUMNS
+from formats.table import COLUMNS
 from labs import hostfacts, socketpair_churn
 from labs.sockopts import platform_family
 from labs.witness import (

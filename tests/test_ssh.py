@@ -3,13 +3,12 @@ runs, pushes the agent once per version, checks host keys as OpenSSH does, leave
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from analysis.results import load_run
-from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, write_inventory
+from formats.table import load as load_run
+from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, socklab_command, write_inventory
 
 pytestmark = requires_root
 
@@ -109,8 +108,8 @@ def test_wrong_key_is_refused_and_the_local_host_still_completes(lab, host, invo
 def test_ctrl_c_ends_the_remote_agent_and_keeps_what_arrived(lab, host, tmp_path):
     inventory = write_inventory(tmp_path / "hosts.yaml", {"lab1": host})
     out = tmp_path / "out"
-    run_all = subprocess.Popen([sys.executable, "-m", "invoke", "run-all", "--hosts", inventory, "--out", str(out),
-                                "--where", "proto=tcp"], cwd=REPO, stdout=subprocess.DEVNULL,
+    run_all = subprocess.Popen(socklab_command("run-all", "--hosts", inventory, "--out", str(out),
+                                               "--where", "proto=tcp"), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
         assert cases_in(out, "lab1", at_least=20) >= 20, "no cases arrived"

@@ -7,8 +7,9 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis.results import load_run
+from formats.table import load as load_run
 from labs.vocabulary import RESULT_COLUMNS
+from tests.conftest import HOST_RECORD
 
 SMALL = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process,same_process"]
 # The labs of issue 4, at small sizes (their defaults take seconds: socketpair_churn's 20,000 pairs per case).
@@ -79,7 +80,7 @@ def test_an_interrupted_run_keeps_what_arrived(tmp_path):
     from collect.store import RunStore
     from rich.console import Console
     hosts = inventory.load("hosts.yaml").select()
-    store = RunStore(str(tmp_path), ["local"], ["bind_matrix"])
+    store = RunStore.create(str(tmp_path), ["local"], ["bind_matrix"])
     log = os.path.join(store.path, "local.jsonl")
     original_log = store.host_log
 
@@ -130,7 +131,7 @@ def test_corrupt_results_file_is_one_line_and_exit_2(invoke, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text(json.dumps({"run_id": "x", "hosts": {"local": {}}}))
-    (run_dir / "local.jsonl").write_text('{"record": "host"}\n{"record": "case", "lab": "bind_\n{}\n')
+    (run_dir / "local.jsonl").write_text(json.dumps(HOST_RECORD) + '\n{"record": "case", "lab": "bind_\n{}\n')
     one_line_error(invoke("check", "--run", str(run_dir)), "local.jsonl:2: not a JSON record")
     (run_dir / "manifest.json").write_text("{")
     one_line_error(invoke("report", "--run", str(run_dir)), "manifest.json:1: not valid JSON")
@@ -167,15 +168,19 @@ def test_output_captured_by_hand_is_imported_as_a_run(invoke, tmp_path):
     lines = captured.splitlines()
     (tmp_path / "cut.jsonl").write_text("\n".join(lines[:12]) + "\n" + lines[12][:30])  # no end record
     (tmp_path / "garbage.jsonl").write_text("\n".join(lines[:5] + ["<html>not agent output</html>"]) + "\n")
-    for host, name in (("cut-vm", "cut.jsonl"), ("garbage-vm", "garbage.jsonl")):
-        done = invoke("import", str(tmp_path / name), "--host", host, "--run", str(run_dir))
-        assert done.returncode == 1, done.stdout + done.stderr
+    done = invoke("import", str(tmp_path / "cut.jsonl"), "--host", "cut-vm", "--run", str(run_dir))
+    assert done.returncode == 1, done.stdout + done.stderr
+    # a line that is not a record is a bad file: refused whole, the run untouched
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    one_line_error(invoke("import", str(tmp_path / "garbage.jsonl"), "--host", "garbage-vm", "--run", str(run_dir)),
+                   str(tmp_path / "garbage.jsonl") + ":6: not a JSON record")
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["hosts"]["offline-vm"]["status"] == "completed"
     assert manifest["hosts"]["cut-vm"]["reason"] == "agent output was cut short in line 13"
-    assert "line 6 is not a socklab record" in manifest["hosts"]["garbage-vm"]["reason"]
+    assert "garbage-vm" not in manifest["hosts"]
     table = load_run(str(run_dir))
-    assert (table.host == "cut-vm").sum() == 10 and (table.host == "garbage-vm").sum() == 3
+    assert (table.host == "cut-vm").sum() == 10
 
     one_line_error(invoke("import", str(tmp_path / "whole.jsonl"), "--host", "../etc", "--out", str(out)),
                    "--host: host name '../etc'")
