@@ -1,4 +1,4 @@
-"""Shared fixtures: the checkout, invoke run as a user runs it (a subprocess in the checkout), and what the
+"""Shared fixtures: the checkout, ./socklab run as a user runs it (a subprocess in the checkout), and what the
 tests over real sshd lab hosts (testbed/) share."""
 import json
 import os

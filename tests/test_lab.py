@@ -235,3 +235,26 @@ def test_lab_up_hosts_and_lab_down_tasks(invoke, tmp_path):
         down = invoke("lab-down", "--folder", str(folder))
     assert down.returncode == 0, down.stdout + down.stderr
     assert lab.leftovers() == []
+
+
+def test_ssh_keepalives_notice_a_cut_link_before_the_idle_timeout(lab, entries, tmp_path):
+    """The victim's link is cut mid-run with the default idle_timeout (120 s): the keepalives (every second, three
+    unanswered) fail it, with their reason; the other hosts complete."""
+    victim = dict(entries[VICTIM], keepalive=1, keepalive_count=3)
+    inventory = write_inventory(tmp_path / "hosts.yaml", dict(entries, **{VICTIM: victim}))
+    out = tmp_path / "runs"
+    running = run_all("--hosts", inventory, "--out", str(out), *WHERE)
+    try:
+        assert cases_in(str(out), VICTIM, at_least=20) >= 20, "the victim sent no cases"
+        lab.cut(VICTIM)
+        status, output = finished(running)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        lab.restore(VICTIM)
+    assert status == 1, output
+    _, manifest = only_run(out)
+    reason = manifest["hosts"][VICTIM]["reason"]
+    assert reason == "no answer to SSH keepalives for 3 s (keepalive 1 s x 3): host or link down", reason
+    assert all(entry["status"] == "completed" for name, entry in manifest["hosts"].items() if name != VICTIM)
+    assert leftovers_gone(lab, VICTIM)

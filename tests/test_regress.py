@@ -1,4 +1,4 @@
-"""Regression, baselines, history and cross-system diff over real runs of this machine (invoke run-all), doctored
+"""Regression, baselines, history and cross-system diff over real runs of this machine (./socklab run-all), doctored
 copies of them, and seed 004's archived run."""
 import io
 import json
@@ -343,7 +343,7 @@ def test_compare_an_unknown_system_is_a_user_error(runs):
 
 
 def test_the_tasks_as_a_user_runs_them(runs, tmp_path, invoke):
-    """invoke regress / baseline / history / compare: exit statuses a CI job can use, one line for a mistake."""
+    """./socklab regress / baseline / history / compare: exit statuses a CI job can use, one line for a mistake."""
     out, first, second, doctored = runs
     changed = invoke("regress", "--baseline", second, "--current", doctored, "--out", str(tmp_path / "changed"))
     assert changed.returncode == 1 and STOLEN in changed.stdout and NEW_RELEASE in changed.stdout

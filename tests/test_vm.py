@@ -15,7 +15,7 @@ from tests.conftest import requires_root
 
 pytestmark = [
     pytest.mark.skipif(not os.environ.get("SOCKLAB_SLOW"),
-                       reason="slow: boots a VM (set SOCKLAB_SLOW=1 or run `invoke test --slow`)"),
+                       reason="slow: boots a VM (set SOCKLAB_SLOW=1 or run `./socklab test --slow`)"),
     # building the image takes debootstrap, which takes root
     requires_root,
 ]
