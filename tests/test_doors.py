@@ -704,6 +704,24 @@ def out_a_file(tmp):
 CASES.append(Door("command line", "--out a file", out_a_file))
 
 
+def output_refused(argv, field):
+    """A command whose output goes where it cannot: `{file}` a file, `{run}` a good run."""
+    def build(tmp):
+        (tmp / "file").write_text("x")
+        (tmp / "captured.jsonl").write_text(GOOD_LOG)
+        run = write_good_run(tmp)
+        return [part.format(file=tmp / "file", run=run, tmp=tmp) for part in argv], option_error(field)
+    return build
+
+
+for argv, field in [(["report", "--run", "{run}", "--out", "{file}"], "--out"),
+                    (["regress", "--baseline", "{run}", "--current", "{run}", "--out", "{file}"], "--out"),
+                    (["baseline", "{run}", "--folder", "{file}"], "--folder"),
+                    (["agent", "--out", "{tmp}"], "--out"), (["agent", "--out", "{tmp}/absent/agent.pyz"], "--out"),
+                    (["import", "{tmp}/captured.jsonl", "--host", "h", "--out", "{file}"], "--out")]:
+    CASES.append(Door("command line", " ".join(argv), output_refused(argv, field)))
+
+
 def pair_unknown(tmp):
     run = write_good_run(tmp)
     return ["regress", "--baseline", run, "--current", run, "--pair", "nohost=h"], option_error("--pair")
