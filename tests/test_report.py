@@ -10,7 +10,7 @@ import pytest
 from analysis import picture
 from analysis.labels import system_label
 from labs import bind_matrix
-from tasks import judged_runs
+from analysis.report import judged_runs
 from tests.conftest import REPO, socklab_command
 
 WHERE = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process"]
@@ -26,7 +26,7 @@ def two_runs(tmp_path_factory):
 
 
 def test_a_host_in_two_runs_is_two_systems(two_runs):
-    judged = judged_runs(two_runs, os.path.join(REPO, "expectations"))
+    judged = judged_runs(two_runs, os.path.join(REPO, "expectations"), os.path.join(REPO, "archive"))
     labels = system_label(judged)
     local = labels[judged["host"] == "local"].unique()
     assert len(local) == 2 and all(label.endswith("]") for label in local)
@@ -34,7 +34,7 @@ def test_a_host_in_two_runs_is_two_systems(two_runs):
 
 
 def test_picture_shows_every_case_and_where_systems_differ(two_runs, tmp_path):
-    judged = judged_runs(two_runs[:1], os.path.join(REPO, "expectations"))
+    judged = judged_runs(two_runs[:1], os.path.join(REPO, "expectations"), os.path.join(REPO, "archive"))
     table = picture.matrix(judged)
     assert table.shape[0] == judged.groupby(["host", "run_id"]).ngroups
     assert table.shape[1] == judged.groupby(["lab", "case_id"]).ngroups

@@ -275,3 +275,24 @@ def test_a_short_flag_means_the_same_in_every_task(invoke):
         text = invoke("--help", task).stdout
         for short, long in re.findall(r"^\s+(-\w)(?: \w+)?, (--[\w-]+)", text, flags=re.M):
             assert meaning.get(short) == long, (task, short, long)
+
+
+def test_a_folder_of_captured_outputs_is_imported_host_by_host(invoke, tmp_path):
+    """import DIR: each <host>.jsonl is a host named by its file; a bad file is told in one line and not stored,
+    the good ones are (exit status 2: something given was wrong)."""
+    captured = subprocess.run([sys.executable, "-m", "labs"] + SMALL, cwd=REPO, capture_output=True, timeout=120,
+                              check=True).stdout.decode()
+    folder = tmp_path / "captured"
+    folder.mkdir()
+    for host in ("vm-a", "vm-b"):
+        (folder / (host + ".jsonl")).write_text(captured)
+    (folder / "vm-bad.jsonl").write_text(captured.replace('"record": "case"', '"record": "kase"', 1))
+    out = tmp_path / "runs"
+    done = invoke("import", str(folder), "--out", str(out))
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]  # beside the progress
+    assert done.returncode == 2 and "Traceback" not in done.stderr and errors == [
+        "error: {}:3: record: 'kase' is not a record kind (host, plan, case, end)".format(folder / "vm-bad.jsonl")]
+    (run_dir,) = list(out.iterdir())
+    table = load_run(str(run_dir))
+    assert sorted(table["host"].unique()) == ["vm-a", "vm-b"]
+    assert len(table) == 2 * captured.count('"record": "case"')
