@@ -1,6 +1,6 @@
 """The comparison report as one self-contained HTML file: seed 004's table grown up, filtered in the browser.
 
-write(judged, path, title) takes the judged tidy table (analysis.results.COLUMNS plus judge()'s verdict, expected and
+write(judged, path, title) takes the judged tidy table (formats.table.COLUMNS plus judge()'s verdict, expected and
 source; one run or several) and writes one HTML file that opens without a network: CSS and script inline, system
 fonts only. The page holds a header with the runs shown, a legend, verdict counts per system, the mismatches with
 their sources, and a section per lab: a table whose rows are system x the lab's row axes and whose columns are its

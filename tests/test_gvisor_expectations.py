@@ -12,7 +12,7 @@ import pytest
 
 import labs
 from analysis.expectations import judge, load_expectations
-from analysis.results import COLUMNS
+from formats.table import COLUMNS
 from labs import bind_matrix
 from testbed import system
 from testbed.errors import LabError

@@ -3,7 +3,6 @@ cases and the cells where systems differ."""
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from analysis import picture
 from analysis.labels import system_label
 from labs import bind_matrix
-from tasks import judged_runs
-from tests.conftest import REPO
+from analysis.report import judged_runs
+from tests.conftest import REPO, socklab_command
 
 WHERE = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process"]
 
@@ -21,13 +20,13 @@ WHERE = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=ot
 def two_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for _ in range(2):
-        subprocess.run([sys.executable, "-m", "invoke", "run-all", "--out", str(out)] + WHERE, cwd=REPO,
+        subprocess.run(socklab_command("run-all", "--out", str(out), *WHERE), cwd=REPO,
                        check=True, capture_output=True)
     return sorted(str(path) for path in out.iterdir())
 
 
 def test_a_host_in_two_runs_is_two_systems(two_runs):
-    judged = judged_runs(two_runs, os.path.join(REPO, "expectations"))
+    judged = judged_runs(two_runs, os.path.join(REPO, "expectations"), os.path.join(REPO, "archive"))
     labels = system_label(judged)
     local = labels[judged["host"] == "local"].unique()
     assert len(local) == 2 and all(label.endswith("]") for label in local)
@@ -35,7 +34,7 @@ def test_a_host_in_two_runs_is_two_systems(two_runs):
 
 
 def test_picture_shows_every_case_and_where_systems_differ(two_runs, tmp_path):
-    judged = judged_runs(two_runs[:1], os.path.join(REPO, "expectations"))
+    judged = judged_runs(two_runs[:1], os.path.join(REPO, "expectations"), os.path.join(REPO, "archive"))
     table = picture.matrix(judged)
     assert table.shape[0] == judged.groupby(["host", "run_id"]).ngroups
     assert table.shape[1] == judged.groupby(["lab", "case_id"]).ngroups
