@@ -14,8 +14,8 @@ import pandas as pd
 
 from analysis.labels import system_label
 from analysis.regress import NO_RESULT, result_text
-from analysis.results import PARAMETER_COLUMNS, load_runs
-from collect.errors import UserError
+from formats.errors import UserError
+from formats.table import PARAMETER_COLUMNS, load_runs
 
 CASE = ["lab", "case_id"]
 SEPARATOR = "; "  # between a cell's results; not "|", which would split a Markdown table's cell
@@ -83,9 +83,16 @@ def compare_markdown(table, a, b):
     ]) + "\n"
 
 
-def compare(judged_or_runs, a, b, console):
+def compare(judged_or_runs, a, b, console, beside=()):
     """Print on `console` the cases where systems `a` and `b` differ, over a results (or judged) table or the run
-    directories given; returns the exit status, 0 (the differences are the answer, not a failure)."""
-    table = judged_or_runs if isinstance(judged_or_runs, pd.DataFrame) else load_runs(list(judged_or_runs))
+    directories given, and the runs `beside` them (the archive); returns the exit status, 0 (the differences are
+    the answer, not a failure). Runs given that hold no case are a UserError: nothing was measured to compare."""
+    table = judged_or_runs
+    if not isinstance(table, pd.DataFrame):
+        table = load_runs(list(judged_or_runs))
+        if table.empty:
+            raise UserError("the run holds no case: nothing to compare", path=", ".join(judged_or_runs))
+        if beside:
+            table = pd.concat([table, load_runs(list(beside))], ignore_index=True)
     console.print(compare_markdown(table, a, b), markup=False, soft_wrap=True)
     return 0

@@ -43,19 +43,17 @@ import re
 import numpy as np
 import pandas as pd
 
-from collect import yamlfile
-from collect.errors import UserError
+from formats import yamlfile
+from formats.errors import UserError
+from formats.records import OS_FAMILIES
 from labs import LABS, module
-from labs.sockopts import OPTION_VALUES
-from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, UNSUPPORTED, join_options
+from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, OK, OPTIONS, UNSUPPORTED, is_option_set
 
 VERDICTS = ("match", "mismatch", "undocumented", "inconclusive", "unsupported", "error")
 SPECIAL_VERDICTS = (INCONCLUSIVE, UNSUPPORTED, ERROR)
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "expectations")
 
-# The OS families the agent reports (labs.sockopts.platform_family).
-OS_FAMILIES = tuple(OPTION_VALUES)
 VERSION_COLUMNS = ("os_release", "upstream_release", "os_version", "python")
 HOST_COLUMNS = ("os_family",) + VERSION_COLUMNS + ("host",)
 EXPECTABLE = (OK,) + ERROR_NAMES
@@ -209,13 +207,6 @@ class ExpectationTable:
 
 # ---------------------------------------------------------------------------------------------------- loading
 
-def _option_spelling_ok(value):
-    if value == NO_OPTIONS:
-        return True
-    parts = value.split("+")
-    return all(part in OPTIONS for part in parts) and len(set(parts)) == len(parts) and join_options(parts) == value
-
-
 def _where(mapping, key, fallback):
     lines = getattr(mapping, "lines", None) or {}
     return lines.get(key, fallback)
@@ -257,7 +248,7 @@ def _condition(column, raw, lab_module, path, line, field):
         if column == "os_family" and text not in OS_FAMILIES:
             raise UserError("unknown OS family {!r} (known: {})".format(text, ", ".join(OS_FAMILIES)), path=path,
                             line=item_line, field=field)
-        if column.endswith("_opts") and column in lab_module.PARAMETERS and not _option_spelling_ok(text):
+        if column.endswith("_opts") and column in lab_module.PARAMETERS and not is_option_set(text):
             raise UserError("unknown option set {!r}: write none, or options joined by + in the order {}".format(
                 text, "+".join(OPTIONS)), path=path, line=item_line, field=field)
         if column in axes and text not in axes[column]:

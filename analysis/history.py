@@ -11,17 +11,19 @@ import os
 import pandas as pd
 
 from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, run_order
-from analysis.results import PARAMETER_COLUMNS, read_manifest, run_dirs
-from collect.errors import UserError
+from formats import rundir
+from formats.errors import UserError
+from formats.table import PARAMETER_COLUMNS
 
 CASE = ["lab", "case_id"]
 
 
 def host_runs(folders, host):
     """(run_dir, manifest) of every run under `folders` that holds a log of `host`, oldest first."""
-    runs = [(run_dir, read_manifest(run_dir)) for folder in folders for run_dir in run_dirs(folder)]
+    runs = [(run_dir, rundir.read_run(run_dir, with_logs=False).manifest) for folder in folders
+            for run_dir in rundir.run_dirs(folder)]
     held = [(run_dir, manifest) for run_dir, manifest in runs
-            if host in manifest["hosts"] and os.path.exists(os.path.join(run_dir, host + ".jsonl"))]
+            if host in manifest["hosts"] and os.path.exists(rundir.log_path(run_dir, host))]
     if not held:
         seen = sorted({name for _, manifest in runs for name in manifest["hosts"]})
         raise UserError("no stored run under {} has host {!r} (hosts: {})".format(
@@ -46,12 +48,15 @@ def load_history(folders, host):
     rows, frames = [], []
     for number, (run_dir, manifest) in enumerate(host_runs(as_folders(folders), host)):
         host_facts, cases = host_cases(run_dir, host)
-        facts = dict(fact_values(host_facts), agent=manifest.get("agent_version", ""))
+        facts = dict(fact_values(host_facts or {}), agent=manifest.get("agent_version", ""))
         rows.append((number, manifest["run_id"], str(manifest.get("started", "")), facts.get("os_release", ""),
                      facts["agent"], facts))
         frames.append(case_table([cases]).assign(run=number))
     runs = pd.DataFrame(rows, columns=["run", "run_id", "started", "os_release", "agent", "facts"])
-    return runs, pd.concat(frames, ignore_index=True)
+    cases = pd.concat(frames, ignore_index=True)
+    if cases.empty:
+        raise UserError("no stored run holds a case of host {!r}: no history".format(host), field="--host")
+    return runs, cases
 
 
 def changes_between_runs(runs, cases):

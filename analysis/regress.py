@@ -18,7 +18,9 @@ option it lacks, or other_user where the agent is not root). Each matched case t
 Only `changed` fails: it is the OS answering differently in a case witnessed on both sides. The others say the
 measurement differs (a state not witnessed this time, a case the host could not build, a narrower run), and are
 listed for a reader to judge. A case witnessed on neither side is no change. Hosts on one side only are listed as
-"no baseline" or "not in current", and do not fail either.
+"no baseline" or "not in current"; a host of the baseline that the current run lacks (or that sent it no
+case) fails too: a regression check must not pass on a host that was not measured. A side that holds no case at
+all is a mistake in what was given (UserError).
 """
 import glob
 import json
@@ -28,10 +30,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from analysis.results import (LAB_MODULES, PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS, read_host_log,
-                              read_manifest)
-from collect.errors import UserError
-from collect.store import COMPLETED
+from formats import hostlog, jsonfile, records, rundir
+from formats.errors import UserError
+from formats.manifest import COMPLETED
+from formats.records import LAB_MODULES
+from formats.table import PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS
 from labs import LABS
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED
 
@@ -75,7 +78,12 @@ class Regression(NamedTuple):
 
     @property
     def exit_status(self):
-        return int((self.cases["kind"] == FAILING_KIND).any())
+        return int((self.cases["kind"] == FAILING_KIND).any() or bool(self.missing_hosts))
+
+    @property
+    def missing_hosts(self):
+        """The hosts of the baseline that the current run does not hold."""
+        return list(self.hosts.loc[self.hosts["comparison"] == NOT_IN_CURRENT, "host"])
 
 
 # ------------------------------------------------------------------------------------------------ reading sides
@@ -106,25 +114,29 @@ def case_table(frames):
     return table.assign(result=result_text(table))
 
 
+def log_cases(log, host):
+    """(facts, cases frame) of a host's HostLog."""
+    return log.facts, pd.DataFrame.from_records(log.cases).assign(host=host)
+
+
 def host_cases(run_dir, host):
-    """(facts, cases frame) of one host of a run, or (None, None) when it has no log there."""
-    path = os.path.join(run_dir, host + ".jsonl")
-    if not os.path.exists(path):
-        return None, None
-    facts, cases = read_host_log(path)
-    return facts, pd.DataFrame.from_records(cases).assign(host=host)
+    """(facts, cases frame) of one host of a run whose manifest was read (history reads one host of many runs)."""
+    return log_cases(hostlog.read(rundir.log_path(run_dir, host)), host)
 
 
 def read_run(run_dir):
-    manifest = read_manifest(run_dir)
+    return run_side(rundir.read_run(run_dir))
+
+
+def run_side(run):
+    """A formats.rundir.Run as a Side; the hosts whose log holds no host record (they never answered) are not in
+    it."""
     frames, facts, status = [], {}, {}
-    for host, entry in manifest["hosts"].items():
-        host_facts, frame = host_cases(run_dir, host)
-        if frame is None:
-            continue  # the host never answered: the manifest says why
+    for host, log in run.logs.items():
+        facts[host], frame = log_cases(log, host)
         frames.append(frame)
-        facts[host], status[host] = host_facts, entry.get("status", "")
-    return Side(run_dir, manifest["run_id"], case_table(frames), facts, status, True)
+        status[host] = run.manifest["hosts"][host].get("status", "")
+    return Side(run.path, run.manifest["run_id"], case_table(frames), facts, status, True)
 
 
 def first_bad_line(table, bad):
@@ -154,8 +166,10 @@ def with_parameters(table, path):
 def read_baseline_csv(path, host):
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except OSError as exc:
+        raise UserError(exc.strerror or str(exc), path=path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError("not a baseline CSV: {}".format(exc), path=path) from None
+        raise UserError("not a baseline CSV: {}".format(str(exc).splitlines()[0]), path=path) from None
     for column in REQUIRED_BASELINE_COLUMNS:
         if column not in table.columns:
             raise UserError("missing column (a baseline has {})".format(", ".join(BASELINE_COLUMNS)), path=path,
@@ -170,16 +184,16 @@ def read_baseline_csv(path, host):
 
 
 def read_facts(path):
-    try:
-        with open(path, encoding="utf-8") as stream:
-            facts = json.load(stream)
-    except OSError as exc:
-        raise UserError("a baseline's facts cannot be read ({}); promote_baseline writes them beside its "
-                        "CSV".format(exc.strerror), path=path) from None
-    except json.JSONDecodeError as exc:
-        raise UserError("not valid JSON: {}".format(exc.msg), path=path, line=exc.lineno) from None
+    """A baseline's <host>.facts.json: its host record without `record`, checked as one."""
+    if not os.path.exists(path):
+        raise UserError("a baseline's facts are missing; `./socklab baseline` writes them beside its CSV", path=path)
+    facts, text = jsonfile.read(path)
     if not isinstance(facts, dict):
-        raise UserError("not a host facts record (a JSON object)", path=path)
+        raise UserError("not a host facts record (a JSON object)", path=path, line=1)
+    try:
+        records.checked(dict(facts, record=records.HOST))
+    except records.RecordError as exc:
+        raise UserError(exc.problem, path=path, line=jsonfile.line_of(text, [exc.field]), field=exc.field) from None
     return facts
 
 
@@ -193,12 +207,16 @@ def read_baselines(folder):
 
 
 def load_side(path):
-    """A run directory or a baseline folder, read."""
-    if os.path.exists(os.path.join(path, "manifest.json")):
-        return read_run(path)
-    if glob.glob(os.path.join(path, "*.csv")):
-        return read_baselines(path)
-    raise UserError("neither a run directory (manifest.json) nor a baseline folder (<host>.csv)", path=path)
+    """A run directory or a baseline folder, read; UserError when it holds no case."""
+    if os.path.lexists(os.path.join(path, "manifest.json")):
+        side = read_run(path)
+    elif glob.glob(os.path.join(glob.escape(path), "*.csv")):
+        side = read_baselines(path)
+    else:
+        raise UserError("neither a run directory (manifest.json) nor a baseline folder (<host>.csv)", path=path)
+    if side.cases.empty:
+        raise UserError("holds no case: nothing to compare", path=path)
+    return side
 
 
 # ------------------------------------------------------------------------------------------------ comparing
@@ -318,9 +336,11 @@ def shown_columns(rows, extra):
 
 def rule_text(regression):
     failing = int((regression.cases["kind"] == FAILING_KIND).sum())
-    return ("Exit status {}: {} case(s) witnessed on both sides changed outcome. Only those fail; cases now "
-            "inconclusive, now unsupported, now witnessed, added or removed, and hosts on one side only, are "
-            "reported without failing.".format(regression.exit_status, failing))
+    missing = regression.missing_hosts
+    return ("Exit status {}: {} case(s) witnessed on both sides changed outcome; {} host(s) of the baseline not in "
+            "the current run{}. Only those fail; cases now inconclusive, now unsupported, now witnessed, added or "
+            "removed, and hosts with no baseline, are reported without failing.".format(
+                regression.exit_status, failing, len(missing), " ({})".format(", ".join(missing)) if missing else ""))
 
 
 def markdown(regression):
@@ -344,7 +364,7 @@ def markdown(regression):
     return "\n\n".join(parts) + "\n"
 
 
-def records(frame):
+def frame_records(frame):
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
@@ -353,7 +373,8 @@ def as_json(regression):
         "baseline": {"label": regression.baseline.label, "path": regression.baseline.path},
         "current": {"label": regression.current.label, "path": regression.current.path},
         "exit_status": regression.exit_status, "failing_kind": FAILING_KIND,
-        "hosts": records(regression.hosts), "facts": records(regression.facts), "cases": records(regression.cases),
+        "hosts": frame_records(regression.hosts), "facts": frame_records(regression.facts),
+        "cases": frame_records(regression.cases),
     }
 
 
@@ -413,10 +434,13 @@ def promote_baseline(run_dir, folder="baselines/", console=None):
     """Write each completed host of the run as baselines/<host>.csv (BASELINE_COLUMNS, sorted by lab and case_id)
     and <host>.facts.json (sorted keys), replacing that host's earlier baseline. Hosts that did not complete are
     skipped: a partial baseline would show their missing cases as removed. Returns 1 if one was skipped, else 0."""
-    side = read_run(run_dir)
+    run = rundir.read_run(run_dir)
+    side = run_side(run)
+    if side.cases.empty:
+        raise UserError("holds no case: nothing to promote", path=run_dir)
     os.makedirs(folder, exist_ok=True)
     skipped = 0
-    for host in read_manifest(run_dir)["hosts"]:
+    for host in run.manifest["hosts"]:
         status = side.status.get(host, "no log")
         if status != COMPLETED:
             skipped += 1

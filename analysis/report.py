@@ -13,7 +13,10 @@ import pandas as pd
 from analysis import html, picture
 from analysis.labels import NOT_MEASURED, options_label, system_label
 from analysis.layouts import MISMATCH_MARK, SEED_LAYOUT, axis_labels, cell_texts, lab_layout
-from analysis.results import write_csv
+from analysis.expectations import judge, load_expectations
+from formats import rundir
+from formats.errors import UserError
+from formats.table import load, write as write_csv
 from labs import LABS
 
 
@@ -124,11 +127,11 @@ def write(judged, run_dir, manifest, out_dir):
     counts = verdict_counts(select(judged, {"run_id": manifest["run_id"]}, ["host", "lab", "verdict", "case_id"]))
     wrong = mismatches(judged)
     write_csv(judged.drop(columns="system"), os.path.join(out_dir, "judged.csv"))
-    hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index")[["status", "cases", "reason"]]
+    hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index").reindex(columns=["status", "cases", "reason"])
     parts = [
         "# socklab report: run {}".format(manifest["run_id"]),
         "Run directory `{}`, started {}, ended {}; agent {}.".format(
-            run_dir, manifest["started"], manifest["ended"], manifest["agent_version"]),
+            run_dir, manifest.get("started"), manifest.get("ended"), manifest.get("agent_version")),
         "## Hosts", markdown_table(hosts.rename_axis("host")),
         "## Verdicts", markdown_table(counts),
         "## Mismatches with the documented expectations", markdown_table(wrong, index=False),
@@ -148,3 +151,23 @@ def write(judged, run_dir, manifest, out_dir):
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("\n\n".join(parts) + "\n")
     return path, counts, wrong
+
+
+def judged_runs(runs, expectations, archive=None):
+    """The runs' results, with the published runs under `archive` beside them, each row judged; UserError when one
+    of the runs holds no case (nothing to judge: a check must not pass on nothing)."""
+    table = load_expectations([expectations])
+    chosen = [os.path.normpath(run) for run in runs]
+    tables = [load(run) for run in chosen]
+    empty = [run for run, table in zip(chosen, tables) if table.empty]
+    if empty:
+        raise UserError("holds no case: nothing to judge", path=empty[0])
+    tables += [load(run) for run in (rundir.run_dirs(archive) if archive else []) if os.path.normpath(run) not in chosen]
+    return judge(pd.concat(tables, ignore_index=True), table)
+
+
+def report_runs(runs, expectations, archive=None, out=None):
+    """The report of the first run, the others (and the archive's runs) beside it, into <first run>/report/ or
+    `out`; returns (the path of report.md, verdict counts, mismatches)."""
+    judged = judged_runs(runs, expectations, archive)
+    return write(judged, runs[0], rundir.read_manifest(runs[0]), out or os.path.join(runs[0], "report"))

@@ -1,17 +1,14 @@
-"""Speed figures for `invoke bench`: printed, never asserted (a test suite must not fail on a busy machine).
+"""Speed figures of the agent and the controller for `./socklab bench`: printed, never asserted (a test suite
+must not fail on a busy machine). The analysis's figures are analysis/bench.py's.
 
 - the agent: bind_matrix cells per second on this machine (other_process prober, witness on every case);
   socketpair_churn's socket pairs per second and unix_sockets' connects per second (figures the labs measure);
 - the controller: run-all's wall time over 1 and over 8 lab hosts in network namespaces (testbed/), each a real
   sshd, and the ratio of the two (the target: 8 hosts take at most 1.5x the time of one);
-- the analysis: load + expectations diff + report of a synthetic 1,000,000-row run of 100 hosts (targets: under
-  10 s, under 2 GB);
+- a real run of this machine's whole bind matrix, which analysis/bench.py grows into a 1,000,000-row run;
 - bind_matrix cells per second inside a Debian 12 VM under QEMU's software emulation (testbed.vm).
 """
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -22,6 +19,7 @@ from collect.inventory import Host
 from collect.runner import new_job, run_hosts
 from collect.store import RunStore
 from collect.transports import for_host
+from formats import hostlog, records, rundir
 
 
 def cells_per_second(where):
@@ -29,13 +27,13 @@ def cells_per_second(where):
     cases, started, witness = 0, None, None
     with for_host(Host("local", {"transport": "local"})).run_agent({"labs": ["bind_matrix"], "where": where}) as lines:
         for line in lines:
-            kind = line[:40]
-            if '"record": "case"' in kind:
+            record = records.parse(line)
+            if record["record"] == records.CASE:
                 cases += 1
-            elif '"record": "plan"' in kind:
+            elif record["record"] == records.PLAN:
                 started = time.perf_counter()
-            elif '"record": "host"' in kind:
-                witness = line.rsplit('"witness": "', 1)[1].split('"', 1)[0]
+            elif record["record"] == records.HOST:
+                witness = record.get("witness")
     return cases, time.perf_counter() - started, witness
 
 
@@ -60,24 +58,20 @@ def time_wait_entries():
 def lab_figures(lab, where, measure):
     """[(case_id, outcome, the case's `measure`)] of one local run of a lab's cases selected by `where`."""
     with for_host(Host("local", {"transport": "local"})).run_agent({"labs": [lab], "where": where}) as lines:
-        records = [json.loads(line) for line in lines]
-    return [(record["case_id"], record["outcome"], record.get(measure)) for record in records
-            if record.get("record") == "case"]
+        found = [records.parse(line) for line in lines]
+    return [(record["case_id"], record["outcome"], record.get(measure)) for record in found
+            if record["record"] == records.CASE]
 
 
 def end_records(store):
     """The agents' end records of a stored run (cases, seconds, cpu_seconds), one per host."""
-    ends = []
-    for name in store.manifest["hosts"]:
-        with open(os.path.join(store.path, name + ".jsonl"), encoding="utf-8") as stream:
-            ends += [json.loads(line) for line in stream if '"record": "end"' in line]
-    return ends
+    return [end for name in store.manifest["hosts"] for end in hostlog.read(rundir.log_path(store.path, name)).ends]
 
 
 def run_wall_time(hosts, inventory, where, folder):
     """(seconds, cases, agents' CPU seconds, the stored run) of the collection part of run-all (connect, push if
     needed, run, store every line)."""
-    store = RunStore(folder, [host.name for host in hosts], ["bind_matrix"], where)
+    store = RunStore.create(folder, [host.name for host in hosts], ["bind_matrix"], where)
     jobs = [new_job(host, ["bind_matrix"], where) for host in hosts]
     started = time.perf_counter()
     with open(os.devnull, "w") as quiet:
@@ -107,80 +101,13 @@ def hosts_wall_times(where, counts=(1, 8), rounds=3):
             lab.down()
 
 
-def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
-    """A run of `hosts` hosts made from a real run's cases and written as the store writes one (manifest, host
-    logs, results.csv): each host gets rows/hosts cases, the real ones repeated with '#n' on the case id where
-    there are fewer, and 1% of outcomes flipped between ok and EADDRINUSE so the hosts differ. Returns its path."""
-    import numpy as np
-    import pandas as pd
-    from analysis.results import FACT_COLUMNS, TABLE, load_run, read_host_log, write_csv
-    base = load_run(source_run)
-    source_host = base["host"].iloc[0]
-    base = base[base["host"] == source_host]
-    facts, _ = read_host_log(os.path.join(source_run, source_host + ".jsonl"))
-    per_host = rows // hosts
-    repeat = np.arange(per_host) // len(base)
-    one = base.iloc[np.resize(np.arange(len(base)), per_host)].reset_index(drop=True)
-    one["case_id"] = one["case_id"].where(repeat == 0, one["case_id"] + "#" + repeat.astype(str))
-    names = ["host{:03d}".format(number) for number in range(hosts)]
-    store = RunStore(out, names, ["bind_matrix"])
-    table = pd.concat([one.assign(host=name, run_id=store.run_id) for name in names], ignore_index=True)
-    flip = np.random.default_rng(seed).random(len(table)) < 0.01
-    swapped = table["outcome"].map({"ok": "EADDRINUSE", "EADDRINUSE": "ok"})
-    table.loc[flip & swapped.notna(), ["outcome", "bind"]] = swapped[flip & swapped.notna()]
-    cases = table.drop(columns=["run_id", "host"] + list(FACT_COLUMNS))  # the host record holds the facts
-    for name, part in cases.groupby(table["host"], sort=False):
-        with open(os.path.join(store.path, name + ".jsonl"), "w", encoding="utf-8") as stream:
-            stream.write(json.dumps(facts) + "\n")
-            stream.write(part.assign(record="case").to_json(orient="records", lines=True))
-            stream.write(json.dumps({"record": "end", "cases": len(part)}) + "\n")
-        store.update_host(name, status="completed", cases=len(part))
-    store.manifest["ended"] = store.manifest["started"]
-    store.save()
-    write_csv(table, os.path.join(store.path, TABLE))
-    return store.path
-
-
-def report_figures(run_dir, archive, expectations, out_dir):
-    """Seconds of each step (load, judge, report) for a run beside the archive, and the peak memory (MB) of this
-    process: call it in a fresh process for a true peak."""
-    import resource
-    from analysis import report
-    from analysis.expectations import judge, load_expectations
-    from analysis.results import load_runs, read_manifest, run_dirs
-    seconds = {}
-    started = time.perf_counter()
-    results = load_runs([run_dir] + run_dirs(archive))
-    seconds["load"] = time.perf_counter() - started
-    started = time.perf_counter()
-    judged = judge(results, load_expectations([expectations]))
-    seconds["judge"] = time.perf_counter() - started
-    started = time.perf_counter()
-    report.write(judged, run_dir, read_manifest(run_dir), out_dir)
-    seconds["report"] = time.perf_counter() - started
-    return len(results), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def local_run(out):
     """A real run of this machine's whole bind matrix, stored under `out`; returns its path."""
     host = Host("local", {"transport": "local"})
-    store = RunStore(out, ["local"], ["bind_matrix"])
+    store = RunStore.create(out, ["local"], ["bind_matrix"])
     with open(os.devnull, "w") as quiet:
         run_hosts([new_job(host, ["bind_matrix"], [])], store, for_host, console=Console(file=quiet))
     return store.path
-
-
-def report_at_scale(archive, expectations, hosts=100, rows=1_000_000):
-    """(rows, seconds per step, peak MB) of report_figures on a synthetic run made from a real run of this
-    machine, measured in a fresh process so that the peak memory is the analysis's alone."""
-    with tempfile.TemporaryDirectory() as folder:
-        run = synthetic_run(os.path.join(folder, "synthetic"), local_run(os.path.join(folder, "real")), hosts, rows)
-        code = ("import json, sys; from collect.bench import report_figures; "
-                "print(json.dumps(report_figures(*sys.argv[1:])))")
-        done = subprocess.run([sys.executable, "-c", code, run, archive, expectations, os.path.join(folder, "report")],
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
-                              text=True, check=True)
-        return json.loads(done.stdout)
 
 
 def vm_cells_per_second(where, progress=print):
@@ -193,8 +120,7 @@ def vm_cells_per_second(where, progress=print):
             inventory = inventories.load(vm.inventory)
             _, _, _, store = run_wall_time(inventory.select(), inventory, where, os.path.join(folder, "runs"))
             (end,) = end_records(store)
-            with open(os.path.join(store.path, vm.name + ".jsonl"), encoding="utf-8") as stream:
-                release = json.loads(stream.readline())["os_release"]
+            release = hostlog.read(rundir.log_path(store.path, vm.name)).facts["os_release"]
             return end["cases"], end["seconds"], release
         finally:
             vm.down()

@@ -7,18 +7,20 @@
 Validated on load: every mistake is a UserError naming the file, the line and the field. Secrets are never in it:
 a key is named by its path or by an environment variable (key_env), or an ssh-agent or ~/.ssh/config provides it.
 """
+import os
 import re
 from dataclasses import dataclass, field
 
-from collect import yamlfile
-from collect.errors import UserError
+from formats import jsonfile, manifest as manifest_file, yamlfile
+from formats.errors import UserError
+from formats.hostlog import host_name_problem
+from formats.records import shown
 from labs import LABS
 
 DEFAULT_PATH = "hosts.yaml"
 TRANSPORTS = ("local", "ssh")
 SHELLS = ("sh", "cmd", "powershell")
-# Host names become file names (<host>.jsonl): keep them to characters that are safe everywhere.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+JUMP = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>[^@:\s]+)(?::(?P<port>[0-9]+))?$")
 FORBIDDEN = {"password": "no passwords in hosts.yaml: name a key file (key:), or use an ssh-agent or ~/.ssh/config",
              "passphrase": "no passphrases in hosts.yaml: load the key into an ssh-agent"}
 
@@ -35,6 +37,20 @@ def _seconds(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 100
+
+
+def _key_file(value):
+    return _text(value) and os.path.isfile(os.path.expanduser(value))
+
+
+def _jump(value):
+    """An inventory host's name or [user@]host[:port] with a port 1-65535 (which names apply is known later)."""
+    found = JUMP.match(value) if _text(value) else None
+    return bool(found) and (found.group("port") is None or _port(int(found.group("port"))))
+
+
 def _variable(value):
     return isinstance(value, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) is not None
 
@@ -49,10 +65,10 @@ SETTINGS = {
     "address": (_text, "a host name, an address or a ~/.ssh/config alias"),
     "port": (_port, "a port number, 1-65535"),
     "user": (_text, "a user name"),
-    "key": (_text, "the path of a private key file"),
+    "key": (_key_file, "the path of a private key file that exists"),
     "key_env": (_variable, "the name of an environment variable holding a private key or its path"),
     "known_hosts": (_text, "the path of a known_hosts file (default: ~/.ssh/known_hosts)"),
-    "jump": (_text, "a jump host: an inventory host's name or [user@]host[:port]"),
+    "jump": (_jump, "a jump host: an inventory host's name or [user@]host[:port] (port 1-65535)"),
     "python": (_text, "the Python command on the host, e.g. python3.11"),
     "shell": (lambda value: value in SHELLS, "one of " + ", ".join(SHELLS)),
     "os": (_text, "an OS hint, e.g. linux, freebsd, windows"),
@@ -60,6 +76,8 @@ SETTINGS = {
     "connect_timeout": (_seconds, "a number of seconds > 0"),
     "idle_timeout": (_seconds, "a number of seconds > 0"),
     "run_timeout": (_seconds, "a number of seconds > 0"),
+    "keepalive": (_seconds, "a number of seconds > 0 between SSH keepalives"),
+    "keepalive_count": (_whole, "how many unanswered SSH keepalives mean the link is down (1-100)"),
 }
 SECTIONS = ("defaults", "hosts", "groups")
 
@@ -103,9 +121,9 @@ def _mapping(value, path, line, what):
 
 
 def _check_name(name, path, line, what, field=None):
-    if not isinstance(name, str) or not NAME.match(name):
-        raise UserError("{} name {!r}: use letters, digits, '.', '_' or '-' (at most 64)".format(what, name),
-                        path=path, line=line, field=field)
+    problem = host_name_problem(name, what)
+    if problem:
+        raise UserError(problem, path=path, line=line, field=field)
 
 
 def check_host_name(name, field):
@@ -123,7 +141,7 @@ def _settings(settings, path, prefix):
             raise UserError("unknown setting (settings: {})".format(", ".join(SETTINGS)), **where)
         valid, wanted = SETTINGS[key]
         if not valid(value):
-            raise UserError("{!r} is not {}".format(value, wanted), **where)
+            raise UserError("{} is not {}".format(shown(value), wanted), **where)
     return dict(settings)
 
 
@@ -148,7 +166,7 @@ def _groups(document, path, hosts):
             raise UserError("a group is a list of host names, or a mapping with hosts: and settings", path=path,
                             line=line, field=field)
         for index, member in enumerate(members):
-            if member not in hosts:
+            if not isinstance(member, str) or member not in hosts:
                 raise UserError("no host {!r} in hosts:".format(member), path=path, line=members.lines[index],
                                 field=field)
         groups[name] = (list(members), settings)
@@ -206,3 +224,50 @@ def load(path=DEFAULT_PATH):
              for name, settings in own.items()}
     _check_jumps(hosts, path, entries.lines)
     return Inventory(path, hosts, {name: members for name, (members, _) in groups.items()})
+
+
+def recorded(inventory, hosts):
+    """The settings of `hosts` and of the jump hosts they name in the inventory, as a run records them (its
+    manifest's `inventory`, for --resume); key and known_hosts paths made absolute, for a resume from elsewhere."""
+    chosen, pending = {}, list(hosts)
+    while pending:
+        host = pending.pop(0)
+        if host.name in chosen:
+            continue
+        settings = dict(host.settings)
+        for path in ("key", "known_hosts"):
+            if path in settings:
+                settings[path] = os.path.abspath(os.path.expanduser(settings[path]))
+        chosen[host.name] = settings
+        if settings.get("jump") in inventory.hosts:
+            pending.append(inventory.hosts[settings["jump"]])
+    return chosen
+
+
+class _FieldLines(dict):
+    """The lines of a JSON file's fields under `where`, found when asked (only an error asks)."""
+
+    def __init__(self, text, where):
+        super().__init__()
+        self.text, self.where = text, where
+
+    def __missing__(self, key):
+        return jsonfile.line_of(self.text, self.where + [key])
+
+
+def from_run(run_dir, manifest):
+    """The inventory a run recorded (its manifest's `inventory`), checked like hosts.yaml; UserError when the run
+    has none (one made before socklab recorded it)."""
+    path = os.path.join(run_dir, manifest_file.FILE)
+    entries = manifest.get("inventory")
+    if not entries:
+        raise UserError("this run does not record the inventory it used: give it with --hosts", path=path,
+                        field="inventory")
+    _, text = jsonfile.read(path)
+    hosts = {}
+    for name, settings in entries.items():
+        lines = yamlfile.LineDict(settings)
+        lines.lines = _FieldLines(text, ["inventory", name])
+        hosts[name] = Host(name, _settings(lines, path, "inventory." + name))
+    _check_jumps(hosts, path, _FieldLines(text, ["inventory"]))
+    return Inventory(path, hosts, {})

@@ -3,7 +3,6 @@
 One host failing (unreachable, agent crash, garbage output, Ctrl-C) never stops the others: its status and reason
 go to the manifest and whatever it sent before the fault stays in its <host>.jsonl.
 """
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,9 +10,11 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.results import HOST_COLUMNS
-from collect import store as results_store
 from collect.errors import TransportError
+from formats import records
+from formats.manifest import COMPLETED, FAILED, RUNNING, now
+from formats.records import HOST_COLUMNS
+from labs import LABS
 
 
 @dataclass
@@ -40,7 +41,8 @@ def resumed_job(host, store):
     """The host's part of a resumed run: only the cases its log does not hold yet."""
     facts, done = store.received(host.name)
     manifest = store.manifest
-    request = {"labs": host_labs(host, manifest["labs"]), "where": manifest["where"], "skip": done}
+    request = {"labs": host_labs(host, manifest.get("labs") or LABS), "where": manifest.get("where", []),
+               "skip": done}
     return Job(host, request, facts or None, sum(len(ids) for ids in done.values()))
 
 
@@ -77,7 +79,7 @@ def run_host(job, transport, store, display, stop):
     """Run the agent on one host to its end record; the manifest gets completed or failed and why."""
     name = job.host.name
     log = store.host_log(name)
-    store.update_host(name, status=results_store.RUNNING, reason="", started=results_store.now())
+    store.update_host(name, status=RUNNING, reason="", started=now())
     display.state(name, "connecting")
     cases, ended = job.cases, False
     try:
@@ -87,26 +89,27 @@ def run_host(job, transport, store, display, stop):
                 if stop.is_set():
                     raise TransportError("interrupted")
                 try:
-                    record = json.loads(line)
-                    kind = record["record"]
-                except (ValueError, TypeError, KeyError):
+                    record = records.parse(line)
+                except records.RecordError as exc:
                     if not line.endswith("\n"):  # the last line, cut short: the stream broke inside it
                         raise TransportError("agent output was cut short in line {}".format(number)) from None
-                    raise TransportError("agent output line {} is not a socklab record: {!r}".format(
-                        number, line[:80])) from None
-                if kind == "host":
+                    raise TransportError("agent output line {} is not a socklab record: {} ({!r})".format(
+                        number, exc, line[:60])) from None
+                kind = record["record"]
+                if kind == records.HOST:
                     check_same_host(job, record)
                 log.write(line)
-                if kind == "plan":
+                if kind == records.PLAN:
                     display.plan(name, record["cases"])
-                elif kind == "case":
+                elif kind == records.CASE:
                     cases += 1
+                    store.case_arrived(name, cases)
                     display.advance(name)
-                elif kind == "end":
+                elif kind == records.END:
                     ended = True
         if not ended:
             raise TransportError("agent output ended before its end record")
-        store.update_host(name, status=results_store.COMPLETED, cases=cases, ended=results_store.now())
+        store.update_host(name, status=COMPLETED, cases=cases, ended=now())
         display.state(name, "completed")
     except Exception as exc:  # a host's fault, or a bug met on one host: either way the other hosts go on
         if stop.is_set():
@@ -116,7 +119,7 @@ def run_host(job, transport, store, display, stop):
         else:
             reason = "unexpected {}: {}".format(type(exc).__name__, exc)
             display.console.print_exception()
-        store.update_host(name, status=results_store.FAILED, reason=reason, cases=cases, ended=results_store.now())
+        store.update_host(name, status=FAILED, reason=reason, cases=cases, ended=now())
         display.state(name, "failed: " + reason)
     finally:
         log.close()

@@ -1,25 +1,23 @@
-"""The results store: one directory per run, written as results arrive so that a crash loses nothing received.
+"""The results store: a run directory (formats.rundir) written as results arrive, so that a crash loses nothing
+received, by one process at a time (the run's writer lock).
 
-    <out>/<run_id>/manifest.json   hosts, labs, start/end, each host's status and reason, tool and agent version
-    <out>/<run_id>/<host>.jsonl    the agent's lines for that host, verbatim, each flushed as it arrives
-    <out>/<run_id>/results.csv     the tidy table (analysis.results), written when the run ends
-
-A run that did not complete is reopened by `RunStore.reopen` (run-all --resume): each host that did not complete
-runs again, without the cases its <host>.jsonl already holds, and appends to it.
+A new run is made whole at once (RunStore.create). An earlier one (run-all --resume, import --run) is first read
+and checked without writing a byte (RunStore.existing); only reopen() takes the lock and writes, once every check
+of the command has passed: a command that fails leaves the run as it was.
 """
-import datetime
 import hashlib
-import json
 import os
 import threading
+import time
 
 import collect
-from collect.errors import UserError
+from formats import hostlog, manifest as manifest_file, rundir, table
+from formats.errors import UserError
+from formats.manifest import COMPLETED, PENDING, now
 from labs import LABS
 
 AGENT_SOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs")
-# Host statuses in the manifest; only "completed" means every planned case came back.
-PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+SAVE_EVERY = 1.0  # seconds: how often a run under way brings its manifest's counts up to date
 
 
 def agent_version():
@@ -32,124 +30,113 @@ def agent_version():
     return digest.hexdigest()[:16]
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def new_run_id(out):
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%SZ")
-    run_id, count = stamp, 1
-    while os.path.exists(os.path.join(out, run_id)):
-        count += 1
-        run_id = "{}-{}".format(stamp, count)
-    return run_id
-
-
-class HostLog:
-    """<host>.jsonl, appended line by line; each line reaches the file before the next is read."""
-
-    def __init__(self, path):
-        self.stream = open(path, "a+b")
-        self.drop_cut_line()
-
-    def drop_cut_line(self):
-        """A last line without its newline was cut short by a crash: appending after it would glue two lines."""
-        size = self.stream.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        self.stream.seek(max(0, size - (1 << 16)))
-        tail = self.stream.read()
-        if not tail.endswith(b"\n"):
-            self.stream.truncate(size - len(tail) + tail.rfind(b"\n") + 1)
-
-    def write(self, line):
-        self.stream.write((line if line.endswith("\n") else line + "\n").encode("utf-8"))
-        self.stream.flush()
-
-    def close(self):
-        self.stream.close()
+def made_folder(out):
+    """`out`, made if needed; UserError when it cannot be a folder of runs."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError("cannot hold runs: {}".format(exc.strerror or exc), path=out, field="--out") from None
+    return out
 
 
 class RunStore:
-    def __init__(self, out, hosts, labs, where=(), run_id=None):
-        os.makedirs(out, exist_ok=True)
-        self.run_id = run_id or new_run_id(out)
-        self.path = os.path.join(out, self.run_id)
-        os.makedirs(self.path, exist_ok=True)
-        self.lock = threading.Lock()
-        self.manifest = {
-            "run_id": self.run_id, "tool_version": collect.__version__, "agent_version": agent_version(),
-            "started": now(), "ended": None, "labs": list(labs or LABS), "where": list(where or ()),
-            "hosts": {name: {"status": PENDING, "reason": "", "cases": 0} for name in hosts},
-        }
-        self.save()
+    def __init__(self, path, manifest, lock=None):
+        self.path, self.manifest, self.lock = path, manifest, lock
+        self.run_id = manifest["run_id"]
+        self.mutex = threading.Lock()  # the hosts' threads share the manifest
+        self.saved = 0.0
 
     @classmethod
-    def reopen(cls, path):
-        """An existing run, to complete it; UserError when it cannot be resumed with this agent."""
-        from analysis.results import read_manifest
-        store = cls.__new__(cls)
-        store.path, store.lock = path, threading.Lock()
-        store.manifest = read_manifest(path)
-        store.run_id = store.manifest["run_id"]
-        if store.manifest.get("published"):
-            raise UserError("a published run cannot be resumed", path=path)
-        if store.manifest.get("agent_version") != agent_version():
-            raise UserError("the agent changed since this run ({} then, {} now): its results would mix two "
-                            "agents; start a new run".format(store.manifest.get("agent_version"), agent_version()),
-                            path=os.path.join(path, "manifest.json"), field="agent_version")
-        store.manifest.setdefault("where", [])
-        store.manifest["reopened"] = store.manifest.get("reopened", []) + [now()]  # by --resume or import
-        store.manifest["ended"] = None
+    def create(cls, out, hosts, labs, where=(), inventory=None):
+        """A new run under `out`, its lock held, every host pending."""
+        run_id = rundir.new_run_id(made_folder(out))
+        path = os.path.join(out, run_id)
+        os.makedirs(path)
+        lock = rundir.Lock(path).acquire()
+        store = cls(path, manifest_file.new(run_id, hosts, labs or LABS, where or (), collect.__version__,
+                                            agent_version(), inventory), lock)
         store.save()
         return store
 
-    def add_host(self, host):
-        """One more host in this run (an imported one); it must not have a log here already."""
-        if host in self.manifest["hosts"]:
-            raise UserError("the run already has a host {!r}".format(host), path=self.path)
-        self.update_host(host, status=PENDING, reason="", cases=0)
+    @classmethod
+    def existing(cls, path):
+        """A stored run read and checked, to be completed or added to; nothing is written (reopen() writes).
+        UserError when its files are not a run, it is published, or this agent is not the one it was run with."""
+        run = rundir.read_run(path)
+        if run.manifest.get("published"):
+            raise UserError("a published run cannot be resumed or added to", path=path)
+        if run.manifest.get("agent_version") != agent_version():
+            raise UserError("the agent changed since this run ({} then, {} now): its results would mix two "
+                            "agents; start a new run".format(run.manifest.get("agent_version"), agent_version()),
+                            path=os.path.join(path, manifest_file.FILE), field="agent_version")
+        store = cls(path, run.manifest)
+        store.run, store.signature = run, rundir.signature(path)
+        return store
+
+    def check_new_host(self, host, field="--host"):
+        """UserError when the run has a host of that name already."""
+        if host in self.manifest["hosts"] or os.path.lexists(rundir.log_path(self.path, host)):
+            raise UserError("the run already has a host {!r}".format(host), path=self.path, field=field)
+
+    def reopen(self, new_hosts=(), inventory=None):
+        """Take the run's lock and mark it reopened (by --resume or an import), with `new_hosts` added and the
+        hosts' settings of `inventory` recorded: the first write to an existing run. UserError when another socklab
+        writes it, or it changed since it was read."""
+        self.lock = rundir.Lock(self.path).acquire()
+        if rundir.signature(self.path) != self.signature:
+            self.close()
+            raise UserError("the run changed while this command checked it: run the command again", path=self.path)
+        self.manifest.setdefault("where", [])
+        self.manifest["reopened"] = self.manifest.get("reopened", []) + [now()]
+        self.manifest["ended"] = None
+        for host in new_hosts:
+            self.manifest["hosts"][host] = {"status": PENDING, "reason": "", "cases": 0}
+        if inventory:
+            self.manifest["inventory"] = dict(self.manifest.get("inventory") or {}, **inventory)
+        self.save()
 
     @property
     def unfinished(self):
         """The hosts that did not complete, in manifest order."""
-        return [name for name, entry in self.manifest["hosts"].items() if entry["status"] != COMPLETED]
+        return [name for name, entry in self.manifest["hosts"].items() if entry.get("status") != COMPLETED]
 
     def received(self, host):
-        """(host facts, {lab: [case_id]}) of what <host>.jsonl already holds."""
-        from analysis.results import read_host_log
-        path = os.path.join(self.path, host + ".jsonl")
-        if not os.path.exists(path):
-            return {}, {}
-        facts, cases = read_host_log(path)
-        done = {}
-        for case in cases:
-            done.setdefault(case["lab"], []).append(case["case_id"])
-        return facts, done
+        """(host facts or None, {lab: [case_id]}) of what the host's log held when the run was read."""
+        log = self.run.logs.get(host)
+        return (log.facts, log.done()) if log else (None, {})
 
     def host_log(self, host):
-        return HostLog(os.path.join(self.path, host + ".jsonl"))
+        return hostlog.Writer(rundir.log_path(self.path, host))
 
     def update_host(self, host, **fields):
-        with self.lock:
+        with self.mutex:
             self.manifest["hosts"].setdefault(host, {}).update(fields)
             self.save()
 
+    def case_arrived(self, host, cases):
+        """A host's count of cases is now `cases`; the manifest gets it at most every SAVE_EVERY seconds."""
+        with self.mutex:
+            self.manifest["hosts"][host]["cases"] = cases
+            if time.monotonic() - self.saved >= SAVE_EVERY:
+                self.save()
+
     def save(self):
-        """Replace manifest.json whole: a reader never sees half of it."""
-        temporary = os.path.join(self.path, "manifest.json.tmp")
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(self.manifest, stream, indent=2)
-        os.replace(temporary, os.path.join(self.path, "manifest.json"))
+        manifest_file.write(self.path, self.manifest)
+        self.saved = time.monotonic()
 
     def finish(self):
-        """Mark the run ended and write results.csv from what every host sent."""
-        from analysis.results import TABLE, load_run, write_csv
-        with self.lock:
+        """Mark the run ended, write results.csv from what every host sent, and let the run go (its lock)."""
+        with self.mutex:
             self.manifest["ended"] = now()
             self.save()
-        write_csv(load_run(self.path, from_logs=True), os.path.join(self.path, TABLE))
+        table.write(table.from_logs(rundir.read_run(self.path)), os.path.join(self.path, table.TABLE))
+        self.close()
+
+    def close(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def completed(self):
-        return all(host["status"] == COMPLETED for host in self.manifest["hosts"].values())
+        return all(host.get("status") == COMPLETED for host in self.manifest["hosts"].values())

@@ -40,6 +40,14 @@ def join_options(names):
     return "+".join(chosen) if chosen else NO_OPTIONS
 
 
+def is_option_set(spelling):
+    """Whether `spelling` is a set of options as join_options spells it: none, or options once each, in order."""
+    if spelling == NO_OPTIONS:
+        return True
+    parts = spelling.split("+")
+    return all(part in OPTIONS for part in parts) and len(set(parts)) == len(parts) and join_options(parts) == spelling
+
+
 def split_options(spelling):
     """The inverse of join_options."""
     return () if spelling == NO_OPTIONS else tuple(spelling.split("+"))

@@ -110,7 +110,7 @@ class Lab:
         system.require()
         folder = os.path.abspath(folder)
         if os.path.exists(os.path.join(folder, RECORD)):
-            raise LabError(f"{folder} already holds a lab: take it down first (invoke lab-down)")
+            raise LabError(f"{folder} already holds a lab: take it down first (./socklab lab-down)")
         created_folder = not os.path.isdir(folder)
         os.makedirs(folder, exist_ok=True)
         lab_id = claim_id()
@@ -210,7 +210,7 @@ class Lab:
 
     def inventory_text(self):
         what = f"{len(self.hosts)} hosts in network namespaces" if self.namespaced else "1 host on 127.0.0.1"
-        lines = [f"# written by socklab lab-up: {what} (lab {self.id}); `invoke lab-down` removes them", "hosts:"]
+        lines = [f"# written by socklab lab-up: {what} (lab {self.id}); `./socklab lab-down` removes them", "hosts:"]
         for host in self.hosts:
             lines += [f"  {host.name}:", "    transport: ssh", f"    address: {host.address}",
                       f"    port: {host.port}", f"    user: {host.user}", f"    key: {yaml_text(self.client_key)}",

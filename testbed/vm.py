@@ -381,7 +381,7 @@ class Vm:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise LabError(f"VM name {name!r}: letters, digits, '_', '.' and '-' only")
         if os.path.exists(os.path.join(folder, RECORD)):
-            raise LabError(f"{folder} already holds a VM: take it down first (invoke lab-vm-down)")
+            raise LabError(f"{folder} already holds a VM: take it down first (./socklab lab-vm-down)")
         # QEMU reads ',' in an option's value as the start of the next option
         if "," in folder + cache_dir:
             raise LabError(f"the VM's folder and cache may not contain ',' ({folder}, {cache_dir})")
@@ -516,7 +516,7 @@ class Vm:
 
     def inventory_text(self):
         return "\n".join([
-            f"# written by socklab lab-vm-up: a Debian 12 VM under QEMU (kernel 6.1); `invoke lab-vm-down` powers "
+            f"# written by socklab lab-vm-up: a Debian 12 VM under QEMU (kernel 6.1); `./socklab lab-vm-down` powers "
             "it off",
             "hosts:",
             f"  {self.name}:",

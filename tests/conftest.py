@@ -1,4 +1,4 @@
-"""Shared fixtures: the checkout, invoke run as a user runs it (a subprocess in the checkout), and what the
+"""Shared fixtures: the checkout, ./socklab run as a user runs it (a subprocess in the checkout), and what the
 tests over real sshd lab hosts (testbed/) share."""
 import json
 import os
@@ -14,14 +14,20 @@ from labs.sockopts import platform_family
 from labs.witness import Witness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The least host record a log may begin with (formats.records: what a host is).
+HOST_RECORD = {"record": "host", "os_family": "linux", "os_release": "6.1.0", "os_version": "#1 SMP"}
+
+
+def socklab_command(*args):
+    """The command line of `./socklab ARGS` without its shell script: the program it runs (cli/)."""
+    return [sys.executable, "-m", "cli"] + list(args)
 
 
 @pytest.fixture
 def invoke():
-    """invoke(*args) -> CompletedProcess of `invoke ARGS` run in the checkout, as the README's commands do."""
+    """invoke(*args) -> CompletedProcess of `./socklab ARGS` run in the checkout, as the README's commands do."""
     def run(*args, timeout=600):
-        return subprocess.run([sys.executable, "-m", "invoke"] + list(args), cwd=REPO, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(socklab_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
     return run
 
 

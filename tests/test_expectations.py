@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.expectations import VERDICTS, judge, load_expectations
-from analysis.results import COLUMNS, load_run
-from collect.errors import UserError
+from formats.table import COLUMNS, load as load_run
+from formats.errors import UserError
 import labs
 from labs import LABS
 from labs import bind_matrix

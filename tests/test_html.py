@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -23,8 +22,9 @@ from selenium.webdriver.support.ui import Select
 from analysis import html as report_html
 from analysis import labels, layouts
 from analysis.expectations import judge, load_expectations
-from analysis.results import load_run, load_runs, run_dirs
-from tests.conftest import REPO
+from formats.rundir import run_dirs
+from formats.table import load as load_run, load_runs
+from tests.conftest import REPO, socklab_command
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARCHIVE, EXPECTATIONS = os.path.join(REPO, "archive"), os.path.join(REPO, "expectations")
@@ -58,8 +58,8 @@ def judged(tmp_path_factory):
     """This machine's TCP cases over inet and inet6 (run by the agent, as a user runs it), the archived seed 004
     run, a copy of winxp-sp3 under a hostile host name, judged; and one fake mismatch."""
     out = tmp_path_factory.mktemp("runs")
-    done = subprocess.run([sys.executable, "-m", "invoke", "run-all", "--out", str(out), "--where", "proto=tcp",
-                           "--where", "family=inet,inet6"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(socklab_command("run-all", "--out", str(out), "--where", "proto=tcp",
+                                          "--where", "family=inet,inet6"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
     table = judge(load_runs([str(run_dir)] + run_dirs(ARCHIVE)), load_expectations([EXPECTATIONS]))

@@ -2,7 +2,7 @@
 import pytest
 
 from collect import inventory
-from collect.errors import UserError
+from formats.errors import UserError
 from tests.conftest import REPO
 
 

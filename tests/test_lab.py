@@ -9,14 +9,14 @@ then runs exactly the cases that were missing.
 import json
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from analysis.results import load_run, read_host_log
-from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, write_inventory
+from formats import hostlog
+from formats.table import load as load_run
+from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, socklab_command, write_inventory
 
 pytestmark = requires_root
 
@@ -41,7 +41,7 @@ def entries(lab):
 
 
 def run_all(*args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", "run-all"] + list(args), cwd=REPO,
+    return subprocess.Popen(socklab_command("run-all", *args), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -58,7 +58,7 @@ def test_namespace_hosts_measure_what_the_local_transport_measures(lab, entries,
     measured = load_run(only_run(tmp_path / "lab")[0])
     local = load_run(only_run(tmp_path / "local")[0])[["case_id", "outcome"]]
     for name in entries:
-        facts, _ = read_host_log(os.path.join(only_run(tmp_path / "lab")[0], name + ".jsonl"))
+        facts = hostlog.read(os.path.join(only_run(tmp_path / "lab")[0], name + ".jsonl")).facts
         assert str(facts["sysctls"]["net.ipv4.tcp_tw_reuse"]) == str(lab.host(name).sysctls["net.ipv4.tcp_tw_reuse"])
         host = measured[measured.host == name][["case_id", "outcome"]]
         both = host.merge(local, on="case_id", suffixes=("_ssh", "_local"), validate="one_to_one")
@@ -204,8 +204,8 @@ def test_ssh_config_alias_and_jump_hosts_with_their_keys_checked(lab, entries, t
             "lab-by-alias": {}, "lab-by-proxyjump": {}, "jumper": jumper, "behind": dict(target, jump="jumper")},
             groups={"measured": ["lab-by-alias", "lab-by-proxyjump", "behind"]})
         out = tmp_path / name
-        done = subprocess.run([sys.executable, "-m", "invoke", "run", "--host", "measured", "--hosts", inventory,
-                               "--out", str(out)] + WHERE, cwd=REPO, env=dict(os.environ, HOME=str(home)),
+        done = subprocess.run(socklab_command("run", "--host", "measured", "--hosts", inventory,
+                                              "--out", str(out), *WHERE), cwd=REPO, env=dict(os.environ, HOME=str(home)),
                               capture_output=True, text=True, timeout=300)
         _, manifest = only_run(out)
         hosts = manifest["hosts"]
@@ -235,3 +235,26 @@ def test_lab_up_hosts_and_lab_down_tasks(invoke, tmp_path):
         down = invoke("lab-down", "--folder", str(folder))
     assert down.returncode == 0, down.stdout + down.stderr
     assert lab.leftovers() == []
+
+
+def test_ssh_keepalives_notice_a_cut_link_before_the_idle_timeout(lab, entries, tmp_path):
+    """The victim's link is cut mid-run with the default idle_timeout (120 s): the keepalives (every second, three
+    unanswered) fail it, with their reason; the other hosts complete."""
+    victim = dict(entries[VICTIM], keepalive=1, keepalive_count=3)
+    inventory = write_inventory(tmp_path / "hosts.yaml", dict(entries, **{VICTIM: victim}))
+    out = tmp_path / "runs"
+    running = run_all("--hosts", inventory, "--out", str(out), *WHERE)
+    try:
+        assert cases_in(str(out), VICTIM, at_least=20) >= 20, "the victim sent no cases"
+        lab.cut(VICTIM)
+        status, output = finished(running)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        lab.restore(VICTIM)
+    assert status == 1, output
+    _, manifest = only_run(out)
+    reason = manifest["hosts"][VICTIM]["reason"]
+    assert reason == "no answer to SSH keepalives for 3 s (keepalive 1 s x 3): host or link down", reason
+    assert all(entry["status"] == "completed" for name, entry in manifest["hosts"].items() if name != VICTIM)
+    assert leftovers_gone(lab, VICTIM)

@@ -1,11 +1,10 @@
-"""Regression, baselines, history and cross-system diff over real runs of this machine (invoke run-all), doctored
+"""Regression, baselines, history and cross-system diff over real runs of this machine (./socklab run-all), doctored
 copies of them, and seed 004's archived run."""
 import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,10 +12,11 @@ from rich.console import Console
 
 from analysis.compare import compare, compare_markdown, system_diff
 from analysis.history import history, host_history
-from analysis.regress import BASELINE_COLUMNS, promote_baseline, regress, regression
-from analysis.results import load_runs, run_dirs
-from collect.errors import UserError
-from tests.conftest import REPO
+from analysis.regress import BASELINE_COLUMNS, promote_baseline, regress, regression, rule_text
+from formats.rundir import run_dirs
+from formats.table import load_runs
+from formats.errors import UserError
+from tests.conftest import REPO, socklab_command
 
 ARCHIVE = os.path.join(REPO, "archive")
 SEED = os.path.join(ARCHIVE, "seed004-2010")
@@ -48,8 +48,8 @@ EXPECTED_CASES = {("changed", STOLEN), ("changed", MOVED), ("now_inconclusive", 
 def measure(out):
     """A real run of this machine's TCP/IPv4 cases, as a user starts it; returns its directory."""
     before = set(run_dirs(out))
-    done = subprocess.run([sys.executable, "-m", "invoke", "run-all", "--where", "proto=tcp", "--where",
-                           "family=inet", "--out", out], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(socklab_command("run-all", "--where", "proto=tcp", "--where",
+                                          "family=inet", "--out", out), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = set(run_dirs(out)) - before
     return run_dir
@@ -170,14 +170,19 @@ def test_the_other_way_round_the_kinds_swap(runs):
     assert result.exit_status == 1
 
 
-def test_hosts_on_one_side_only_are_listed_and_do_not_fail(runs, tmp_path):
+def test_hosts_on_one_side_only_are_listed_and_a_missing_baseline_host_fails(runs, tmp_path):
     _, first, _, _ = runs
     result = regression(SEED, first)
     assert dict(result.hosts[["host", "comparison"]].itertuples(index=False)) == {
         HOST: "no baseline", "winxp-sp3": "not in current", "fc6-linux-2.6.18": "not in current",
         "rh8-linux-2.4.20": "not in current", "ubuntu804-linux-2.6.24": "not in current",
         "freebsd-6.2": "not in current"}
-    assert result.cases.empty and result.exit_status == 0
+    # the baseline's hosts were not measured this time: a regression check must not pass on that
+    assert result.cases.empty and result.exit_status == 1
+    assert "5 host(s) of the baseline not in the current run (" in rule_text(result)
+    # a host new in the current run (no baseline) alone does not fail
+    alone = regression(first, first)
+    assert alone.exit_status == 0 and alone.missing_hosts == []
 
 
 def test_neither_a_run_nor_a_baseline_folder_is_a_user_error(runs, tmp_path):
@@ -338,7 +343,7 @@ def test_compare_an_unknown_system_is_a_user_error(runs):
 
 
 def test_the_tasks_as_a_user_runs_them(runs, tmp_path, invoke):
-    """invoke regress / baseline / history / compare: exit statuses a CI job can use, one line for a mistake."""
+    """./socklab regress / baseline / history / compare: exit statuses a CI job can use, one line for a mistake."""
     out, first, second, doctored = runs
     changed = invoke("regress", "--baseline", second, "--current", doctored, "--out", str(tmp_path / "changed"))
     assert changed.returncode == 1 and STOLEN in changed.stdout and NEW_RELEASE in changed.stdout

@@ -3,7 +3,6 @@ cases and the cells where systems differ."""
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from analysis import picture
 from analysis.labels import system_label
 from labs import bind_matrix
 from tasks import judged_runs
-from tests.conftest import REPO
+from tests.conftest import REPO, socklab_command
 
 WHERE = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process"]
 
@@ -21,7 +20,7 @@ WHERE = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=ot
 def two_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for _ in range(2):
-        subprocess.run([sys.executable, "-m", "invoke", "run-all", "--out", str(out)] + WHERE, cwd=REPO,
+        subprocess.run(socklab_command("run-all", "--out", str(out), *WHERE), cwd=REPO,
                        check=True, capture_output=True)
     return sorted(str(path) for path in out.iterdir())
 

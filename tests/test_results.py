@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from analysis.results import lab_columns, load_run
+from formats.table import lab_columns, load as load_run
 from labs.vocabulary import RESULT_COLUMNS
-from collect.errors import UserError
-from tests.conftest import REPO
+from formats.errors import UserError
+from tests.conftest import HOST_RECORD as HOST, REPO
 
 
 def write_run(path, lines):
@@ -19,7 +19,7 @@ CASE = {"record": "case", "lab": "bind_matrix", "case_id": "c", "outcome": "ok",
 
 
 def test_a_last_line_cut_by_a_crash_is_skipped(tmp_path):
-    write_run(tmp_path / "run", json.dumps({"record": "host", "os_family": "linux"}) + "\n" + json.dumps(CASE)
+    write_run(tmp_path / "run", json.dumps(HOST) + "\n" + json.dumps(CASE)
               + "\n" + json.dumps(CASE)[:20])
     table = load_run(str(tmp_path / "run"))
     # the fixed columns, then those of the labs it holds (bind_matrix's), none of the other labs'
@@ -29,11 +29,11 @@ def test_a_last_line_cut_by_a_crash_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("{nope}\n", "h.jsonl:2: not a JSON record"),
-    (json.dumps({"record": "case", "lab": "bind_matrix", "outcome": "ok"}) + "\n", "h.jsonl:2: case_id: case record"),
-    (json.dumps({"record": "weather"}) + "\n", "h.jsonl:2: record: unknown record kind"),
+    (json.dumps({"record": "case", "lab": "bind_matrix", "outcome": "ok"}) + "\n", "h.jsonl:2: case_id: missing"),
+    (json.dumps({"record": "weather"}) + "\n", "h.jsonl:2: record: 'weather' is not a record kind"),
 ])
 def test_a_corrupt_line_names_file_and_line(tmp_path, line, message):
-    write_run(tmp_path / "run", json.dumps({"record": "host"}) + "\n" + line + json.dumps(CASE) + "\n")
+    write_run(tmp_path / "run", json.dumps(HOST) + "\n" + line + json.dumps(CASE) + "\n")
     with pytest.raises(UserError, match=message):
         load_run(str(tmp_path / "run"))
 

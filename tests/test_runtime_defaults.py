@@ -14,7 +14,8 @@ import pytest
 
 import labs
 from analysis.expectations import judge, load_expectations
-from analysis.results import COLUMNS, read_host_log
+from formats import hostlog
+from formats.table import COLUMNS
 from labs import runtime_defaults
 from labs.sockopts import platform_family
 from tests.conftest import REPO
@@ -156,7 +157,7 @@ def test_this_linux_run_has_no_mismatch_with_the_shipped_expectations(tmp_path):
     records, _ = run_agent()
     log = tmp_path / "local.jsonl"
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
-    _, cases = read_host_log(str(log))
+    cases = hostlog.read(str(log)).cases
     frame = pd.DataFrame([dict(case, run_id="r", host="local") for case in cases]).reindex(columns=COLUMNS)
     judged = judge(frame, load_expectations())
     assert (judged["verdict"] != "mismatch").all(), judged[judged.verdict == "mismatch"][

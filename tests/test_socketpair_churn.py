@@ -13,7 +13,7 @@ import pytest
 
 import labs
 from analysis.expectations import judge, load_expectations
-from analysis.results import COLUMNS
+from formats.table import COLUMNS
 from labs import hostfacts, socketpair_churn
 from labs.sockopts import platform_family
 from labs.witness import (
@@ -409,7 +409,7 @@ def test_nothing_is_left_open(context, small_windows):
 
 
 def test_the_agent_reports_pairs_per_second():
-    """What `invoke bench` reads: the agent run with --where pairs=N gives every case with that many pairs and
+    """What `./socklab bench` reads: the agent run with --where pairs=N gives every case with that many pairs and
     its pairs_per_second. (Outcomes are not asserted: right after a full run of the lab most ports hold
     TIME_WAITs for a minute, and the random strategy may then run out of draws.)"""
     done = subprocess.run([sys.executable, "-m", "labs", "--lab", "socketpair_churn", "--where", "pairs=30",

@@ -3,13 +3,12 @@ runs, pushes the agent once per version, checks host keys as OpenSSH does, leave
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from analysis.results import load_run
-from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, write_inventory
+from formats.table import load as load_run
+from tests.conftest import REPO, cases_in, leftovers_gone, only_run, requires_root, socklab_command, write_inventory
 
 pytestmark = requires_root
 
@@ -109,8 +108,8 @@ def test_wrong_key_is_refused_and_the_local_host_still_completes(lab, host, invo
 def test_ctrl_c_ends_the_remote_agent_and_keeps_what_arrived(lab, host, tmp_path):
     inventory = write_inventory(tmp_path / "hosts.yaml", {"lab1": host})
     out = tmp_path / "out"
-    run_all = subprocess.Popen([sys.executable, "-m", "invoke", "run-all", "--hosts", inventory, "--out", str(out),
-                                "--where", "proto=tcp"], cwd=REPO, stdout=subprocess.DEVNULL,
+    run_all = subprocess.Popen(socklab_command("run-all", "--hosts", inventory, "--out", str(out),
+                                               "--where", "proto=tcp"), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
         assert cases_in(out, "lab1", at_least=20) >= 20, "no cases arrived"
@@ -124,3 +123,60 @@ def test_ctrl_c_ends_the_remote_agent_and_keeps_what_arrived(lab, host, tmp_path
     assert entry["status"] == "failed" and entry["reason"] == "interrupted"
     assert len(load_run(str(run_dir))) == entry["cases"] >= 20
     assert leftovers_gone(lab, "lab1")
+
+
+def failed_reason(invoke, inventory, out):
+    """Run the inventory's one host; assert it failed (exit status 1) and return the manifest's reason."""
+    done = invoke("run-all", "--hosts", inventory, "--out", str(out), *SMALL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    _, manifest = only_run(out)
+    (entry,) = manifest["hosts"].values()
+    assert entry["status"] == "failed"
+    return entry["reason"]
+
+
+def test_a_command_that_exits_at_once_reports_its_own_error(lab, host, invoke, tmp_path):
+    """A Python that is not there: the shell's "not found" is the reason, every time, never the "Socket is closed"
+    that sending the bootstrap to a command already gone used to give (2 tries in 6)."""
+    inventory = write_inventory(tmp_path / "hosts.yaml", {"lab1": dict(host, python="/nonexistent/python3")})
+    for attempt in range(4):
+        reason = failed_reason(invoke, inventory, tmp_path / "run{}".format(attempt))
+        assert "/nonexistent/python3: not found" in reason and "Socket is closed" not in reason, reason
+
+
+def private_folder(lab):
+    """The lab user's ~/.socklab, made (theirs) if it is not there yet."""
+    home = lab.host("lab1").home
+    folder = os.path.join(home, ".socklab")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.stat(home)
+    os.chown(folder, info.st_uid, info.st_gid)
+    return folder
+
+
+def test_a_private_folder_the_lab_user_may_not_use_is_said_so(lab, host, invoke, tmp_path):
+    folder = private_folder(lab)
+    os.chmod(folder, 0o000)
+    try:
+        reason = failed_reason(invoke, write_inventory(tmp_path / "hosts.yaml", {"lab1": host}), tmp_path / "out")
+    finally:
+        os.chmod(folder, 0o700)
+    assert reason == "preparing the host: cannot use {}: Permission denied (its mode is 000: socklab needs 700, " \
+                     "`chmod 700 {}`)".format(folder, folder), reason
+
+
+def test_a_full_disk_on_the_host_is_said_so_and_leaves_no_partial_agent(lab, host, invoke, tmp_path):
+    """~/.socklab on a tmpfs of 16 KiB (the agent is larger): the push fails, says the disk is full, and the
+    partial file is removed, so the host holds no broken agent."""
+    folder = private_folder(lab)
+    info = os.stat(folder)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=700,uid={},gid={}".format(info.st_uid, info.st_gid),
+                    "socklab-test-full", folder], check=True)
+    try:
+        reason = failed_reason(invoke, write_inventory(tmp_path / "hosts.yaml", {"lab1": host}), tmp_path / "out")
+        left = os.listdir(folder)
+    finally:
+        subprocess.run(["umount", folder], check=True)
+    assert reason.startswith("pushing the agent to {}/socklab-agent-".format(folder)), reason
+    assert "(disk full); the partial file is removed" in reason, reason
+    assert left == []

@@ -201,7 +201,7 @@ def test_raw_unix_addresses_cover_a_path_wholly_and_an_abstract_name_exactly(os_
 
 @needs_linux
 def test_the_agent_reports_connects_per_second_for_the_race_and_leaves_nothing_behind(tmp_path):
-    """`python3 -m labs --lab unix_sockets --where scenario=race --where clients=20`, as `invoke bench` runs it."""
+    """`python3 -m labs --lab unix_sockets --where scenario=race --where clients=20`, as `./socklab bench` runs it."""
     before = set(os.listdir(str(tmp_path)))
     done = subprocess.run([sys.executable, "-m", "labs", "--lab", "unix_sockets", "--where", "scenario=race",
                            "--where", "clients=20"], cwd=REPO, capture_output=True, text=True, timeout=120,

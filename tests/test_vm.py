@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from analysis.results import read_host_log
+from formats import hostlog
 from tests.conftest import requires_root
 
 pytestmark = [
     pytest.mark.skipif(not os.environ.get("SOCKLAB_SLOW"),
-                       reason="slow: boots a VM (set SOCKLAB_SLOW=1 or run `invoke test --slow`)"),
+                       reason="slow: boots a VM (set SOCKLAB_SLOW=1 or run `./socklab test --slow`)"),
     # building the image takes debootstrap, which takes root
     requires_root,
 ]
@@ -56,7 +56,8 @@ def test_run_all_measures_the_vm_over_ssh_then_down_leaves_nothing(image, invoke
         (run_dir,) = [path for path in (tmp_path / "runs").iterdir() if (path / "manifest.json").exists()]
         manifest = json.loads((run_dir / "manifest.json").read_text())
         assert manifest["hosts"][NAME]["status"] == "completed"
-        facts, cases = read_host_log(str(run_dir / (NAME + ".jsonl")))
+        log = hostlog.read(str(run_dir / (NAME + ".jsonl")))
+        facts, cases = log.facts, log.cases
         assert facts["os_release"].startswith("6.1"), facts["os_release"]
         assert cases and all(case["outcome"] != "error" for case in cases)
     finally:

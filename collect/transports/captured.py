@@ -1,4 +1,4 @@
-"""Captured output: what the agent printed on a host SSH cannot reach, brought by hand (`invoke import`) and
+"""Captured output: what the agent printed on a host SSH cannot reach, brought by hand (`./socklab import`) and
 replayed through the runner as if the host had sent it, so it is checked and stored like any other."""
 import contextlib
 

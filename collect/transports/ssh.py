@@ -5,6 +5,9 @@ ones, changed keys always refused) -> find the host's Python and the agent's pri
 fed to it on stdin) -> push the agent's zip if the host lacks this version -> run it with --serve, the request
 and then heartbeats on its stdin, its stdout streamed back line by line. Closing the channel, whatever ended the
 run, ends the agent on the host (its watchdog), which removes its work folder.
+
+A link that dies without a word (cut, a host powered off) is noticed by SSH keepalives (Keepalive): a request the
+server must answer every `keepalive` seconds; no answer for `keepalive_count` of those and the host has failed.
 """
 import base64
 import contextlib
@@ -26,7 +29,7 @@ from collect import agent, shells
 from collect.errors import TransportError
 from collect.transports.protocol import Heartbeat, request_line
 
-DEFAULTS = {"idle_timeout": 120, "run_timeout": None}
+DEFAULTS = {"idle_timeout": 120, "run_timeout": None, "keepalive": 5, "keepalive_count": 3}
 CONNECT_TIMEOUT = 10  # when neither hosts.yaml nor ~/.ssh/config (ConnectTimeout) sets one
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 # what a socket or paramiko raises when the link or the server fails
@@ -115,6 +118,54 @@ def last_line(text):
     return (text.strip().splitlines() or ["no message"])[-1]
 
 
+def sent(send):
+    """send(), unless the other end is gone already: a command that exits at once (a Python that is not there,
+    an agent that fails on start) closes its channel before its input is sent, and what it said on stderr, read
+    after, is the reason to report, not paramiko's "Socket is closed"."""
+    try:
+        send()
+    except SSH_ERRORS:
+        pass
+
+
+class Keepalive:
+    """OpenSSH's ServerAliveInterval and ServerAliveCountMax for a paramiko transport: every `interval` seconds a
+    keepalive@openssh.com request that the server must answer (OpenSSH answers with a failure, which is an answer);
+    no answer for `count` intervals and the link is dead: the transport is closed, so whatever reads from it ends,
+    and `dead` says why. paramiko's own set_keepalive() asks for no answer, so it cannot tell a dead link."""
+
+    def __init__(self, transport, interval, count):
+        self.transport, self.interval, self.count = transport, interval, count
+        self.answered = time.monotonic()
+        self.dead = None
+        self.stopped = threading.Event()
+        for target in (self.ask, self.watch):
+            threading.Thread(target=target, daemon=True).start()
+
+    def ask(self):
+        while not self.stopped.is_set():
+            try:
+                self.transport.global_request("keepalive@openssh.com", wait=True)  # blocks until answered
+            except SSH_ERRORS:
+                return
+            if not self.transport.is_active():
+                return
+            self.answered = time.monotonic()
+            self.stopped.wait(self.interval)
+
+    def watch(self):
+        limit = self.interval * self.count
+        while not self.stopped.wait(min(1.0, self.interval)):
+            if time.monotonic() - self.answered > limit:
+                self.dead = "no answer to SSH keepalives for {:g} s (keepalive {:g} s x {}): host or link down".format(
+                    limit, self.interval, self.count)
+                self.transport.close()
+                return
+
+    def stop(self):
+        self.stopped.set()
+
+
 class SshTransport:
     def __init__(self, host, inventory_hosts=None, accept_new=False):
         self.host = host
@@ -124,6 +175,11 @@ class SshTransport:
         self.shell = shells.for_name(self.settings.get("shell") or
                                      ("cmd" if self.settings.get("os") == "windows" else "sh"))
         self.open_connection = None
+        self.keepalive = None
+
+    def lost(self, reason):
+        """The reason a connection ended: the keepalives' when they declared it dead."""
+        return self.keepalive.dead if self.keepalive is not None and self.keepalive.dead else reason
 
     def cancel(self):
         """From another thread: drop the connection now (Ctrl-C); the agent's watchdog ends it on the host."""
@@ -196,9 +252,12 @@ class SshTransport:
         except SSH_ERRORS as exc:
             raise TransportError("cannot connect to {}: {}".format(target, exc or type(exc).__name__)) from None
         self.open_connection = connection
+        self.keepalive = Keepalive(connection.client.get_transport(), self.settings["keepalive"],
+                                   self.settings["keepalive_count"])
         try:
             yield connection
         finally:
+            self.keepalive.stop()
             self.open_connection = None
             hop = connection
             while isinstance(hop, Connection):  # Fabric's close() leaves a jump host's connection open
@@ -235,10 +294,30 @@ class SshTransport:
         else:
             raise TransportError("no usable Python 3.8+ on the host ({}); set python: in the inventory".format(
                 problem))
+        if found.get("problem"):  # the host's Python ran, and socklab cannot work there
+            raise TransportError("preparing the host: {}".format(found["problem"]))
         if not found["present"]:
-            with reported_as("pushing the agent to {}".format(found["agent"])):
-                connection.put(io.BytesIO(data), remote=sftp_path(found["agent"]), preserve_mode=False)
+            self.push(connection, data, found)
         return found
+
+    @staticmethod
+    def push(connection, data, found):
+        """Put the agent where the bootstrap said; a push that fails (a full disk: SFTP says only "Failure") leaves
+        no partial agent, and says how much room the host had."""
+        remote = sftp_path(found["agent"])
+        try:
+            connection.put(io.BytesIO(data), remote=remote, preserve_mode=False)
+        except SSH_ERRORS as exc:
+            try:
+                connection.sftp().remove(remote)
+                removed = "; the partial file is removed"
+            except SSH_ERRORS:
+                removed = ""
+            free = found.get("free")
+            room = "" if free is None else "; {:,} bytes were free in {} for the agent's {:,}{}".format(
+                free, found["folder"], len(data), " (disk full)" if free < len(data) + (1 << 20) else "")
+            raise TransportError("pushing the agent to {}: {}{}{}".format(
+                found["agent"], exc or type(exc).__name__, room, removed)) from None
 
     def execute(self, connection, command, stdin):
         """(exit status, stdout, stderr) of a short command fed `stdin`. Not Fabric's run(): Invoke copies stdin
@@ -248,8 +327,8 @@ class SshTransport:
             try:
                 channel.settimeout(self.settings["idle_timeout"])
                 channel.exec_command(command)
-                channel.sendall(stdin)
-                channel.shutdown_write()
+                sent(lambda: channel.sendall(stdin))
+                sent(channel.shutdown_write)
                 output = channel.makefile("rb").read().decode("utf-8", "replace")
                 errors = channel.makefile_stderr("rb").read().decode("utf-8", "replace")
                 return channel.recv_exit_status(), output, errors
@@ -259,7 +338,7 @@ class SshTransport:
             raise TransportError("preparing the host: no answer for {} s".format(
                 self.settings["idle_timeout"])) from None
         except SSH_ERRORS as exc:
-            raise TransportError("preparing the host: {}".format(exc or type(exc).__name__)) from None
+            raise TransportError("preparing the host: {}".format(self.lost(exc or type(exc).__name__))) from None
 
     # -- running it -------------------------------------------------------------------------------------------
 
@@ -278,14 +357,14 @@ class SshTransport:
             try:
                 with reported_as("starting the agent"):
                     channel.exec_command(self.shell.command(python + [found["agent"], "--serve"]))
-                    channel.sendall(request_line(dict(request, work_in=found["folder"])))
+                sent(lambda: channel.sendall(request_line(dict(request, work_in=found["folder"]))))
                 heartbeat = Heartbeat(channel.sendall)
                 threading.Thread(target=self.read_errors, args=(channel, errors), daemon=True).start()
                 yield self.lines(channel)
                 # paramiko gives -1 when the connection ended without the agent's exit status
                 status = channel.exit_status if channel.status_event.wait(self.settings["idle_timeout"]) else -1
                 if status == -1:
-                    raise TransportError("connection lost before the agent's exit status arrived")
+                    raise TransportError(self.lost("connection lost before the agent's exit status arrived"))
                 if status != 0:
                     raise TransportError("agent exited with status {}: {}".format(
                         status, errors[-1] if errors else "no message"))
@@ -310,8 +389,10 @@ class SshTransport:
                     continue
                 raise TransportError("no output from the agent for {} s: host or link down?".format(idle)) from None
             except SSH_ERRORS as exc:
-                raise TransportError("connection lost: {}".format(exc or type(exc).__name__)) from None
+                raise TransportError(self.lost("connection lost: {}".format(exc or type(exc).__name__))) from None
             if not line:
+                if self.keepalive.dead:
+                    raise TransportError(self.keepalive.dead)
                 return
             yield line.decode("utf-8", "replace")
 
