@@ -128,6 +128,7 @@ FIELDS = {
         "machine": (False, text), "hostname": (False, text), "python": (False, text),
         "python_executable": (False, text), "admin": (False, flag), "options": (False, option_list),
         "witness": (False, text), "sysctls": (False, sysctls),
+        "runner_image": (False, nonempty_text),  # a CI runner's image, e.g. ubuntu24/20261201.1 (issue 19)
     },
     PLAN: {"lab": (True, lab_name), "cases": (True, whole)},
     CASE: {"lab": (True, lab_name), "case_id": (True, nonempty_text), "outcome": (True, outcome), "errno": (False, errno),
