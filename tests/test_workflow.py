@@ -33,7 +33,8 @@ UNREACHABLE = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET
                          r"Temporary failure in name resolution|Network is unreachable|timed out")
 SHA_PIN = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+$")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-ALWAYS = "${{ !cancelled() }}"  # the one `if:` the test knows how to run: every step runs here
+# The `if:`s the test knows how to run: each lets its step run after a failure (here nothing failed before it).
+RUN_AFTER_FAILURE = ("${{ !cancelled() }}", "${{ always() }}")
 # Cases of the Linux job here: one small corner of bind_matrix, from every prober (other_user too, as root).
 SELECTION = "proto=udp family=inet state=BOUND first_opts=none,SO_REUSEADDR"
 LINUX = "ubuntu-24.04"
@@ -146,7 +147,7 @@ class Runner:
                         GITHUB_WORKSPACE=str(self.workspace), RUNNER_TEMP=str(self.temp))
         assert job.get("defaults", {}).get("run", {}).get("shell") == "bash"
         for number, step in enumerate(job["steps"]):
-            assert step.get("if", ALWAYS) == ALWAYS, step
+            assert step.get("if", RUN_AFTER_FAILURE[0]) in RUN_AFTER_FAILURE, step
             if "run" in step:
                 self.run(number, step["run"])
             else:
