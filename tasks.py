@@ -340,9 +340,13 @@ def agent(c, out="socklab-agent.pyz"):
 
     Bring FILE back and store it with `./socklab import FILE --host NAME`."""
     from collect.agent import build
+    from formats.errors import UserError
     name, data, sha256 = build()
-    with open(out, "wb") as stream:
-        stream.write(data)
+    try:
+        with open(out, "wb") as stream:
+            stream.write(data)
+    except OSError as exc:
+        raise UserError(exc.strerror or str(exc), path=out, field="--out") from None
     console().print("{}: {} ({} bytes, sha256 {})".format(out, name, len(data), sha256))
 
 

@@ -380,7 +380,7 @@ def as_json(regression):
 
 def write(regression, out):
     """regress.md and regress.json into `out`; returns their paths."""
-    os.makedirs(out, exist_ok=True)
+    rundir.made_folder(out, "--out")
     paths = os.path.join(out, "regress.md"), os.path.join(out, "regress.json")
     with open(paths[0], "w", encoding="utf-8") as stream:
         stream.write(markdown(regression))
@@ -438,7 +438,7 @@ def promote_baseline(run_dir, folder="baselines/", console=None):
     side = run_side(run)
     if side.cases.empty:
         raise UserError("holds no case: nothing to promote", path=run_dir)
-    os.makedirs(folder, exist_ok=True)
+    rundir.made_folder(folder, "--folder")
     skipped = 0
     for host in run.manifest["hosts"]:
         status = side.status.get(host, "no log")

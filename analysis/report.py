@@ -122,7 +122,7 @@ def lab_section(lab, cases, out_dir):
 
 def write(judged, run_dir, manifest, out_dir):
     """report.md and its CSVs into out_dir; returns the path of report.md."""
-    os.makedirs(out_dir, exist_ok=True)
+    rundir.made_folder(out_dir, "--out")
     judged = judged.assign(system=system_label(judged))
     counts = verdict_counts(select(judged, {"run_id": manifest["run_id"]}, ["host", "lab", "verdict", "case_id"]))
     wrong = mismatches(judged)

@@ -201,7 +201,7 @@ def _check_jumps(hosts, path, lines):
 
 def load(path=DEFAULT_PATH):
     document = yamlfile.load(path)
-    document = _mapping(document, path, getattr(document, "line", None), "the inventory")
+    document = _mapping(document, path, getattr(document, "line", 1), "the inventory")
     for key in document:
         if key not in SECTIONS:
             raise UserError("unknown section (sections: {})".format(", ".join(SECTIONS)), path=path,

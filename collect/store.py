@@ -30,15 +30,6 @@ def agent_version():
     return digest.hexdigest()[:16]
 
 
-def made_folder(out):
-    """`out`, made if needed; UserError when it cannot be a folder of runs."""
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UserError("cannot hold runs: {}".format(exc.strerror or exc), path=out, field="--out") from None
-    return out
-
-
 class RunStore:
     def __init__(self, path, manifest, lock=None):
         self.path, self.manifest, self.lock = path, manifest, lock
@@ -49,7 +40,7 @@ class RunStore:
     @classmethod
     def create(cls, out, hosts, labs, where=(), inventory=None):
         """A new run under `out`, its lock held, every host pending."""
-        run_id = rundir.new_run_id(made_folder(out))
+        run_id = rundir.new_run_id(rundir.made_folder(out, "--out"))
         path = os.path.join(out, run_id)
         os.makedirs(path)
         lock = rundir.Lock(path).acquire()

@@ -52,7 +52,7 @@ def text(value):
 
 
 def nonempty_text(value):
-    return text(value) or (None if value else "is empty")
+    return text(value) or (None if value else "empty")
 
 
 def whole(value):
@@ -141,7 +141,9 @@ def lab_fields(lab):
     """The fields a case of `lab` (its module) may have beside the common ones: parameters, steps, measures."""
     def parameter(column):
         def check(value):
-            problem = text(value) or value_problem(lab, column, value)
+            if text(value):
+                return text(value)
+            problem = value_problem(lab, column, value)
             return problem and "{} is not a value of {} ({})".format(shown(value), column, problem)
         return check
     fields = {column: (False, parameter(column)) for column in lab.PARAMETERS}

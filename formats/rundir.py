@@ -99,6 +99,15 @@ def resolve(run, out):
     raise UserError("not a run directory (neither a directory nor a run id under {})".format(out), path=run)
 
 
+def made_folder(path, field):
+    """`path`, made if it is not there; UserError (naming the option `field`) when it cannot be a folder."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UserError("cannot be a folder: {}".format(exc.strerror or exc), path=path, field=field) from None
+    return path
+
+
 def new_run_id(out):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%SZ")
     run_id, count = stamp, 1

@@ -1,6 +1,7 @@
 """The tasks as a user runs them: a whole run on the default inventory, and one-line errors for bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from analysis.expectations import judge, load_expectations
 from formats.table import load as load_run
 from labs.vocabulary import RESULT_COLUMNS
-from tests.conftest import HOST_RECORD
+from tests.conftest import HOST_RECORD, REPO
 
 SMALL = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process,same_process"]
 # The labs of issue 4, at small sizes (their defaults take seconds: socketpair_churn's 20,000 pairs per case).
@@ -222,3 +223,55 @@ def test_resume_refuses_a_changed_agent_and_a_changed_host(invoke, tmp_path):
     entry = json.loads(manifest_path.read_text())["hosts"]["local"]
     assert entry["status"] == "failed" and "the host changed since this run (os_release: '1.0-old' then" in entry[
         "reason"]
+
+
+def test_nothing_passes_on_nothing(invoke, tmp_path):
+    """A selection that no case on this host has (SO_EXCLUSIVEADDRUSE is Windows'): the run says so and exits 2,
+    and every command that judges or compares it exits 2 instead of passing on an empty table."""
+    out = tmp_path / "runs"
+    done = invoke("run-all", "--out", str(out), "--where", "first_opts=SO_EXCLUSIVEADDRUSE")
+    (run_dir,) = [str(path) for path in out.iterdir()]
+    # stderr shows the hosts' progress, then the one line
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: {}: every host completed without a case".format(
+        run_dir))
+    manifest = json.loads(open(os.path.join(run_dir, "manifest.json")).read())
+    assert manifest["hosts"]["local"] == dict(manifest["hosts"]["local"], status="completed", cases=0)
+    for args in (["check", "--run", run_dir], ["report", "--run", run_dir],
+                 ["regress", "--baseline", REPO + "/archive/seed004-2010", "--current", run_dir],
+                 ["regress", "--baseline", run_dir, "--current", REPO + "/archive/seed004-2010"],
+                 ["baseline", run_dir, "--folder", str(tmp_path / "baselines")],
+                 ["compare", "local", "windows", "--run", run_dir]):
+        one_line_error(invoke(*args), run_dir, "holds no case")
+    one_line_error(invoke("history", "--host", "local", "--runs", str(out)), "--host: no stored run holds a case")
+    one_line_error(invoke("check", "--run", str(tmp_path / "runs")), "not a run directory")
+
+
+def test_paths_on_the_command_line_are_the_users(tmp_path):
+    """./socklab started from another directory: relative paths are taken from there, not from the checkout."""
+    def socklab(*args):
+        return subprocess.run([os.path.join(REPO, "socklab")] + list(args), cwd=str(tmp_path), capture_output=True,
+                              text=True, timeout=300)
+    done = socklab("run-all", "--out", "runs", *SMALL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = os.listdir(str(tmp_path / "runs"))
+    relative = os.path.join("runs", run_dir)
+    checked = socklab("check", "--run", relative)
+    assert "run {}: ".format(relative) in checked.stdout, checked.stdout + checked.stderr
+    assert socklab("report", "--run", relative, "--out", "report").returncode == 0
+    assert (tmp_path / "report" / "report.md").exists()
+    missing = socklab("check", "--run", "nowhere")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: nowhere: not a run directory")
+    listed = socklab("--help", "run-all")
+    assert listed.stdout.startswith("Usage: ./socklab [--core-opts] run-all") and "invoke" not in listed.stdout
+
+
+def test_a_short_flag_means_the_same_in_every_task(invoke):
+    """-i --hosts, -l --lab, -w --where, -o --out, -r --run, -e --expectations, -p --parallel; no other."""
+    from cli import SHORT_FLAGS
+    meaning = {"-" + short: "--" + name for name, short in SHORT_FLAGS.items()}
+    for task in ("run-all", "run", "hosts", "import", "check", "report", "regress", "baseline", "history", "compare",
+                 "lab-up", "lab-down", "lab-vm-up", "lab-vm-down", "bench", "agent", "test"):
+        text = invoke("--help", task).stdout
+        for short, long in re.findall(r"^\s+(-\w)(?: \w+)?, (--[\w-]+)", text, flags=re.M):
+            assert meaning.get(short) == long, (task, short, long)
