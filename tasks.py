@@ -350,6 +350,18 @@ def agent(c, out="socklab-agent.pyz"):
     console().print("{}: {} ({} bytes, sha256 {})".format(out, name, len(data), sha256))
 
 
+@task(help={"out": "the file to write (default .github/workflows/labs.yml, in the directory ./socklab was started in)",
+            "force": "replace a different file that is there"})
+def workflow(c, out=None, force=False):
+    """Write the workflow that runs the agent on GitHub-hosted runners (Windows Server 2022 and 2025, macOS 14 and
+    15, Ubuntu 24.04, FreeBSD 14 in a VM) and imports their output as one run with its report, for your repository.
+
+    It is this checkout's .github/workflows/labs.yml, byte for byte; a different file already at --out is left
+    alone unless --force."""
+    from collect.workflow import DEFAULT_OUT, write
+    console().print(write(out or DEFAULT_OUT, force))
+
+
 @task(help={"args": "extra pytest arguments, e.g. -k witness",
             "slow": "also the slow tests, which boot a QEMU VM (minutes)"})
 def test(c, args="", slow=False):

@@ -54,6 +54,15 @@ def version_signature():
         return None
 
 
+def runner_image(environ):
+    """Which CI runner image this is, where the runner says (GitHub-hosted runners set ImageOS and ImageVersion,
+    e.g. "ubuntu24/20261201.1"): a hosted runner is a VM image that changes under the same label. None elsewhere."""
+    name, version = environ.get("ImageOS"), environ.get("ImageVersion")
+    if not name:
+        return None
+    return "{}/{}".format(name, version) if version else name
+
+
 def is_admin():
     if hasattr(os, "geteuid"):
         return os.geteuid() == 0
@@ -92,7 +101,7 @@ def collect(witness_method):
         sysctls = bsd_sysctls(BSD_SYSCTLS[family])
     else:
         sysctls = {}
-    return {
+    facts = {
         "os_family": family,
         "os_release": platform.release(),
         "os_version": platform.version(),
@@ -107,3 +116,7 @@ def collect(witness_method):
         "witness": witness_method,
         "sysctls": sysctls,
     }
+    image = runner_image(os.environ)
+    if image:
+        facts["runner_image"] = image
+    return facts
