@@ -33,11 +33,14 @@ def system_rows(table, name, field):
         field=field)
 
 
-def system_cells(rows):
-    """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell)."""
+def system_cells(rows, named=True):
+    """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell;
+    where hosts disagree, each result names its hosts, or counts them when not `named`)."""
     rows = rows[~rows["outcome"].isin(NO_RESULT)]
     hosts = rows.assign(result=result_text(rows))[CASE + ["result", "host"]].drop_duplicates()
-    by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(", ".join).reset_index()
+    by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(
+        ", ".join if named else lambda names: "{} host{}".format(len(names), "" if len(names) == 1 else "s"))
+    by_result = by_result.reset_index()
     cells = by_result.groupby(CASE).agg(results=("result", SEPARATOR.join), count=("result", "size"))
     labelled = (by_result["result"] + " (" + by_result["host"] + ")").groupby(
         [by_result["lab"], by_result["case_id"]]).agg(SEPARATOR.join)
