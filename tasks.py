@@ -69,31 +69,52 @@ def run_dir_or_latest(run, out):
     return run or latest_run(out)
 
 
-def judged_runs(runs, expectations, archive=True):
-    """The runs' results, with the archived published runs beside them, each row judged."""
+def judged_runs(runs, expectations, archive=True, progress=None):
+    """The runs' results, with the archived published runs beside them, each row judged; `progress(step)` is told
+    each step as it starts."""
     from analysis.expectations import judge, load_expectations
     from analysis.results import load_runs, run_dirs
+    progress = progress or (lambda step: None)
     chosen = [os.path.normpath(run) for run in runs]
     chosen += [run for run in (run_dirs(ARCHIVE) if archive else []) if os.path.normpath(run) not in chosen]
-    return judge(load_runs(chosen), load_expectations([expectations]))
+    progress("loading {} run(s)".format(len(chosen)))
+    results = load_runs(chosen)
+    progress("judging {:,} cases".format(len(results)))
+    return judge(results, load_expectations([expectations]))
 
 
-def write_report(runs, expectations=EXPECTATIONS, out=None):
+def write_report(runs, expectations=EXPECTATIONS, out=None, progress=None):
     """The report of the first run, the others (and the archive) beside it, into <first run>/report/ or `out`."""
     from analysis import report
     from analysis.results import read_manifest
-    judged = judged_runs(runs, expectations)
-    return report.write(judged, runs[0], read_manifest(runs[0]), out or os.path.join(runs[0], "report"))
+    judged = judged_runs(runs, expectations, progress=progress)
+    return report.write(judged, runs[0], read_manifest(runs[0]), out or os.path.join(runs[0], "report"), progress)
+
+
+def reported(out, runs, expectations=EXPECTATIONS, report_dir=None):
+    """write_report as a step of its own on the console `out`: one line when it starts, the step it is at while it
+    runs (a spinner on a terminal, a line per step elsewhere), one line with its time when it is done."""
+    started = time.perf_counter()
+    out.print("writing the report of {} ...".format(runs[0]), highlight=False, soft_wrap=True)
+    with out.status("writing the report", spinner="dots") as status:
+        def progress(step):
+            status.update("writing the report: {}".format(step))
+            if not out.is_terminal:
+                out.print("  {}".format(step), highlight=False, soft_wrap=True)
+        written = write_report(runs, expectations, report_dir, progress)
+    out.print("report written in {:.1f} s: {}".format(time.perf_counter() - started, written[0]), highlight=False,
+              soft_wrap=True)
+    return written
 
 
 def summarise(store):
     """Report the run; print each host's status and the verdicts; exit 1 unless every host completed."""
     from rich.table import Table
-    path, counts, wrong = write_report([store.path])
+    out = console()
+    path, counts, wrong = reported(out, [store.path])
     table = Table("host", "status", "cases", "reason", title="run {}".format(store.run_id))
     for name, entry in store.manifest["hosts"].items():
         table.add_row(name, entry["status"], str(entry["cases"]), entry["reason"])
-    out = console()
     out.print(table)
     out.print("verdicts: " + ", ".join("{} {}".format(count, verdict) for verdict, count in counts.sum().items()))
     out.print("results: {}\nreport:  {}".format(os.path.join(store.path, "results.csv"), path))
@@ -239,29 +260,29 @@ def import_output(c, file, host, run=None, out=RESULTS):
 
 
 @task(help={"run": "a run directory (default: the newest under results/)",
-            "expectations": "a file or directory of expectation tables (default expectations/)"})
+            "expectations": "a file or directory of expectation tables (default expectations/)",
+            "json": "print JSON instead: run, cases, exit_status, verdicts (host, lab and a count per verdict), "
+                    "mismatches (host, lab, case_id, expected, measured, witness, source)"})
 @user_errors
-def check(c, run=None, expectations=EXPECTATIONS):
+def check(c, run=None, expectations=EXPECTATIONS, json=False):
     """Judge a run against the expectations; list each mismatch with its source, exit 1 if any.
 
     Prints the count of cases per verdict and host (match, mismatch, undocumented, inconclusive, unsupported,
     error), then every mismatch with what was expected, what was measured, the witness and the source."""
-    from rich.table import Table
-    from analysis import report
+    from analysis import report, terminal
     run_dir = run_dir_or_latest(run, RESULTS)
     judged = judged_runs([run_dir], expectations, archive=False)
-    out = console()
-    out.print("run {}: {} cases".format(run_dir, len(judged)))
-    out.print(report.verdict_counts(judged).to_string())
-    wrong = report.mismatches(judged)
-    if wrong.empty:
-        out.print("no mismatches")
-        return
-    table = Table(*wrong.columns, title="{} mismatches".format(len(wrong)))
-    for row in wrong.astype(str).itertuples(index=False):
-        table.add_row(*row)
-    out.print(table)
-    raise Exit(code=1)
+    counts, wrong = report.verdict_counts(judged), terminal.mismatch_rows(judged)
+    status = int(bool(wrong))
+    if json:
+        terminal.print_json({"run": run_dir, "cases": len(judged), "exit_status": status,
+                             "verdicts": terminal.verdict_rows(counts), "mismatches": wrong})
+    else:
+        out = console()
+        out.print(terminal.verdict_table(counts, "run {}: {:,} cases".format(run_dir, len(judged))))
+        out.print(terminal.mismatch_table(wrong) if wrong else "no mismatches")
+    if status:
+        raise Exit(code=status)
 
 
 @task(iterable=["run"], help={
@@ -275,8 +296,7 @@ def report(c, run=None, expectations=EXPECTATIONS, out=None):
     The verdicts, every mismatch with its source, then one section per lab (its table: rows system x its cases,
     columns its main parameter): bind_matrix in seed 004's layout for every system of the runs and of the archived
     published runs (archive/), and every option pair; and a heat map of outcomes by system and case (PNG, SVG)."""
-    path, _, _ = write_report(run or [run_dir_or_latest(None, RESULTS)], expectations, out)
-    console().print("report: {}".format(path))
+    reported(console(), run or [run_dir_or_latest(None, RESULTS)], expectations, out)
 
 
 BASELINES = os.path.relpath(os.path.join(HERE, "baselines"))
@@ -310,24 +330,28 @@ def baseline(c, run, folder=BASELINES):
     raise Exit(code=promote_baseline(run, folder, console()))
 
 
-@task(help={"host": "the host's name", "runs": "a folder of runs (default: results/ and archive/)"})
+@task(help={"host": "the host's name", "runs": "a folder of runs (default: results/ and archive/)",
+            "json": "print JSON instead: host, runs (run_id, started, os_release, agent), changes (run_id, "
+                    "started, previous_run_id, lab, case_id, parameters, before, after, os_release, facts_changed)"})
 @user_errors
-def history(c, host, runs=None):
+def history(c, host, runs=None, json=False):
     """When each case's outcome changed on a host, across all stored runs, and with which OS release."""
     from analysis.history import history as host_history
-    host_history([runs] if runs else [RESULTS, ARCHIVE], host, console())
+    host_history([runs] if runs else [RESULTS, ARCHIVE], host, console(), as_json=json)
 
 
 @task(iterable=["run"], help={"a": "a host name or an OS family (e.g. local, linux, winxp-sp3, windows)",
                               "b": "the other host or OS family",
                               "run": "a run to take the cases from; repeatable (default: the newest run and the "
-                                     "archive)"})
+                                     "archive)",
+                              "json": "print JSON instead: a, b, systems (the hosts each stands for), "
+                                      "cases_compared, differences (lab, case_id, parameters, a, b)"})
 @user_errors
-def compare(c, a, b, run=None):
+def compare(c, a, b, run=None, json=False):
     """The cases where two systems behave differently: what cross-platform code must do differently on each."""
     from analysis.compare import compare as system_compare
     from analysis.results import run_dirs
-    system_compare(run or [run_dir_or_latest(None, RESULTS)] + run_dirs(ARCHIVE), a, b, console())
+    system_compare(run or [run_dir_or_latest(None, RESULTS)] + run_dirs(ARCHIVE), a, b, console(), as_json=json)
 
 
 @task(help={"count": "how many lab hosts (default 4)",

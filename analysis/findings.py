@@ -244,7 +244,8 @@ def options_answers(masks, evidence, answered):
     plain = rows[(rows["first_opts"] == NO_OPTIONS) & (rows["second_opts"] == NO_OPTIONS) & ~rows["yes"]]
     plain = plain.drop_duplicates(keys)
     plain_cells = dict(zip(zip(plain["system"], plain["by"]), cell_texts(judged.loc[plain.index, [
-        column for column in ["lab", "outcome"] + list(lab_layout(evidence.lab).cell) if column in judged.columns]])))
+        column for column in dict.fromkeys(["lab", "outcome"] + list(lab_layout(evidence.lab).cell))
+        if column in judged.columns]])))
     answers = []
     for (system, by), count in counts.items():
         if evidence.fallback and (system, by) in answered:
@@ -355,7 +356,7 @@ def difference_findings(judged):
     findings = []
     for position, a in enumerate(families):
         for b in families[position + 1:]:
-            both = cells[a].join(cells[b], how="inner", lsuffix="_a", rsuffix="_b")
+            both = cells[a].join(cells[b], how="inner", suffixes=("_a", "_b"))
             differ = both[both["results_a"] != both["results_b"]]
             if both.empty:
                 continue

@@ -37,6 +37,7 @@ MANY_SYSTEMS = 60  # beyond this many rows, a row is labelled with its host name
 WIDTH = 14  # inches
 DPI = 110
 MIN_CASE_PIXELS = 6  # a lab with less room per case than this is drawn by groups
+EDGE = "#666666"  # the edge of the legend's swatches
 
 
 class Panel:
@@ -190,7 +191,7 @@ def draw(axes, panel, width_pixels):
         axes.set_xticks(range(count), case_labels(panel.cases), rotation=90, fontsize=6)
         axes.tick_params(axis="x", length=2)
         for position in range(1, count):
-            axes.axvline(position - 0.5, color="#ffffff", linewidth=0.5)
+            axes.axvline(position - 0.5, color="#ffffff", linewidth=0.5, antialiased=False)
         return
     centres, inner_names = [], []
     for number, (start, end, key) in enumerate(runs):
@@ -198,8 +199,9 @@ def draw(axes, panel, width_pixels):
         inner_names.append(key[-1])
         if number:
             changed = key[:-1] != runs[number - 1][2][:-1]
+            # crisp lines: a colour of the picture is a meaning's, or where one meets another or the page
             axes.axvline(number * group_width - 0.5, color="#000000" if changed else "#ffffff",
-                         linewidth=1.2 if changed else 0.8)
+                         linewidth=1.2 if changed else 0.8, antialiased=False)
     axes.set_xticks(centres, inner_names, rotation=90, fontsize=6)
     axes.tick_params(axis="x", length=0)
     if len(names) > 1:
@@ -211,12 +213,12 @@ def draw(axes, panel, width_pixels):
 
 
 def label_height(panel, width_pixels):
-    """Inches under a panel for its case or group names (rotated text, ~0.045 in per character at 6 pt)."""
+    """Inches under a panel for its case or group names (rotated text, ~0.06 in per character at 6 pt)."""
     if panel.groups and width_pixels / len(panel.cases) < MIN_CASE_PIXELS:
         names = list(panel.groups.values())[-1]
     else:
         names = pd.Series(case_labels(panel.cases))
-    return 0.15 + 0.045 * int(names.astype(str).str.len().max() or 0)
+    return 0.2 + 0.06 * int(names.astype(str).str.len().max() or 0)
 
 
 def write(judged, out_dir, name="matrix"):
@@ -241,14 +243,13 @@ def write(judged, out_dir, name="matrix"):
     present = {code for panel in shown for code in np.unique(panel.codes)}
     if any(panel.differ.any() for panel in shown):
         present.add(DIFFER)
-    handles = [Patch(facecolor=colour.background, edgecolor="#666666", label=colour.short,
-                     gid="meaning-" + colour.name)
-               for code, colour in enumerate(palette.MEANINGS) if code in present or colour.name == "none"]
-    if DIFFER in present:
-        handles.append(Patch(facecolor=palette.DIFFER.background, edgecolor="#666666", label=palette.DIFFER.short,
-                             gid="meaning-differ"))
-    figure.legend(handles=handles, loc="upper center", ncols=len(handles), fontsize=8, frameon=False,
-                  bbox_to_anchor=(0.5, 1.0))
+    colours = [colour for code, colour in enumerate(palette.MEANINGS + (palette.DIFFER,))
+               if code in present or colour.name == "none"]
+    legend = figure.legend(handles=[Patch(facecolor=colour.background, edgecolor=EDGE, label=colour.short)
+                                    for colour in colours],
+                           loc="upper center", ncols=len(colours), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    for patch, colour in zip(legend.get_patches(), colours):  # the SVG names each swatch by its meaning
+        patch.set_gid("meaning-" + colour.name)
     paths = [os.path.join(out_dir, "{}.{}".format(name, kind)) for kind in ("png", "svg")]
     with plt.rc_context({"svg.fonttype": "none"}):  # SVG text as text, not as glyph outlines: smaller and faster
         for path in paths:

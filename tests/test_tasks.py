@@ -1,13 +1,16 @@
 """The tasks as a user runs them: a whole run on the default inventory, and one-line errors for bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
+from analysis.expectations import VERDICTS, judge, load_expectations
 from analysis.results import load_run
+from labs import LABS
 from labs.vocabulary import RESULT_COLUMNS
 
 SMALL = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process,same_process"]
@@ -49,8 +52,27 @@ def test_run_all_on_the_default_inventory_stores_results_and_report(invoke, tmp_
         assert system in report
     assert (run_dir / "report" / "seed004_layout.csv").exists()
 
-    checked = invoke("check", "--run", str(run_dir))
-    assert checked.returncode in (0, 1) and "match" in checked.stdout
+    # the terminal: each lab's line as it starts (plain lines when not on a terminal), the report a step of its own
+    assert "local: bind_matrix (lab 1 of {}): {:,} cases".format(len(LABS), planned) in done.stderr
+    assert "writing the report of {} ...".format(run_dir) in done.stdout
+    assert re.search(r"report written in \d+\.\d s: ", done.stdout)
+
+    judged = judge(load_run(str(run_dir)), load_expectations())
+    mismatching = int((judged["verdict"] == "mismatch").sum())
+    checked = invoke("check", "--run", str(run_dir), "--json")
+    assert checked.returncode == (1 if mismatching else 0), checked.stderr
+    answer = json.loads(checked.stdout)
+    assert list(answer) == ["run", "cases", "exit_status", "verdicts", "mismatches"]
+    assert answer["cases"] == len(judged) and answer["exit_status"] == checked.returncode
+    (verdicts,) = answer["verdicts"]
+    assert (verdicts["host"], verdicts["lab"]) == ("local", "bind_matrix")
+    assert {verdict: verdicts[verdict] for verdict in VERDICTS} == {
+        verdict: int((judged["verdict"] == verdict).sum()) for verdict in VERDICTS}
+    assert len(answer["mismatches"]) == mismatching
+    shown = invoke("check", "--run", str(run_dir))
+    assert shown.returncode == checked.returncode
+    assert re.search(r"┃ host\s+┃ lab\s+┃ match\s+┃ mismatch\s+┃", shown.stdout)  # a rich table, not a frame
+    assert "{:,}".format(verdicts["match"]) in shown.stdout
     assert invoke("report", "--run", str(run_dir)).returncode == 0
 
 
@@ -68,8 +90,12 @@ def test_each_lab_runs_is_checked_and_has_its_report_section(invoke, tmp_path):
     for lab in OTHER_LABS:
         assert "## Lab " + lab in report and (run_dir / "report" / (lab + ".csv")).exists()
         assert 'id="lab-{}"'.format(lab) in page
-    checked = invoke("check", "--run", str(run_dir))
-    assert checked.returncode in (0, 1) and "undocumented" in checked.stdout, checked.stdout + checked.stderr
+    checked = invoke("check", "--run", str(run_dir), "--json")
+    answer = json.loads(checked.stdout)
+    assert checked.returncode == answer["exit_status"] == (1 if answer["mismatches"] else 0)
+    assert {row["lab"] for row in answer["verdicts"]} == set(OTHER_LABS)
+    assert sum(row["undocumented"] for row in answer["verdicts"]) == (
+        judge(table, load_expectations())["verdict"] == "undocumented").sum()
 
 
 def test_an_interrupted_run_keeps_what_arrived(tmp_path):
