@@ -417,8 +417,8 @@ def verdict_findings(judged, counts):
                                              int(documented[system]), int(measured[system]))
               for system in counts.index[:SHOWN_SYSTEMS]]
     more = len(counts) - SHOWN_SYSTEMS
-    findings.append(Finding("verdicts", "Documented share per system: {}{}.".format(
-        "; ".join(shares), "; and {} more systems (see the verdict table)".format(more) if more > 0 else "")))
+    rest = "; and {} more system{} (see the verdict table)".format(more, "" if more == 1 else "s") if more > 0 else ""
+    findings.append(Finding("verdicts", "Documented share per system: {}{}.".format("; ".join(shares), rest)))
     wrong = judged.loc[(judged["verdict"] == "mismatch").to_numpy(), [
         column for column in judged.columns if column not in ("witness", "detail")]]
     if wrong.empty:

@@ -203,7 +203,7 @@ def write(judged, path, title, findings=None):
         sections.append({"name": lab, "description": layout.description or "Rows: system x {}; columns: {}.".format(
             ", ".join(axis.label for axis in layout.rows), layout.column.label)})
     listed, count = mismatch_list(system_codes, systems, judged, MAX_MISMATCH_ROWS)
-    present = set(pd.unique(judged["meaning"]))
+    present = {palette.NAMES[code] for lab in labs for code in lab["looks"]["meaning"]}  # step cells' too
     page = render(
         "report.html.j2", title=title, summary=summary(systems), runs=runs_table(systems),
         questions=findings.questions, meanings={colour.name: colour.label for colour in palette.MEANINGS},

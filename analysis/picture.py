@@ -213,12 +213,12 @@ def draw(axes, panel, width_pixels):
 
 
 def label_height(panel, width_pixels):
-    """Inches under a panel for its case or group names (rotated text, ~0.06 in per character at 6 pt)."""
+    """Inches under a panel for its case or group names (rotated text, ~0.05 in per character at 6 pt)."""
     if panel.groups and width_pixels / len(panel.cases) < MIN_CASE_PIXELS:
         names = list(panel.groups.values())[-1]
     else:
         names = pd.Series(case_labels(panel.cases))
-    return 0.2 + 0.06 * int(names.astype(str).str.len().max() or 0)
+    return 0.2 + 0.05 * int(names.astype(str).str.len().max() or 0)
 
 
 def write(judged, out_dir, name="matrix"):

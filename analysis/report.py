@@ -4,8 +4,9 @@ outcomes (analysis.picture) and one self-contained HTML page (analysis.html).
 Every table is a pandas pivot of the tidy table laid out as analysis.layouts says (rows: the lab's row axes;
 columns: its column axis, or its steps); the Markdown is rendered from the pivots (templates/report.md.j2), the
 CSVs are the pivots. The Markdown is shaped for a README or a wiki: a lab's table is split per system and per the
-values of its layout's `split` axes, and a table longer than FOLD_ROWS rows is folded (<details>), open where it is
-the first view (the layout's seed). bind_matrix's section is seed 004's table grown up, then every option pair.
+values of its layout's `split` axes, a table wider than MAX_WIDTH characters is cut in two, and a section of more
+than FOLD_ROWS rows has its tables folded (<details>), the first view (the layout's seed) open. bind_matrix's
+section is seed 004's table grown up, then every option pair.
 Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
 """
 import os
