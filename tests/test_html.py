@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -92,7 +92,15 @@ def browser():
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    # Selenium picks chromedriver's port before chromedriver binds it; meanwhile the labs of this suite (and of any
+    # other run on the machine) take ports by the thousand, so the port may be gone: a fresh one is picked then.
+    for attempt in range(1, 4):
+        try:
+            driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+            break
+        except WebDriverException as exc:
+            if "unexpectedly exited" not in str(exc) or attempt == 3:
+                raise
     yield driver
     driver.quit()
 
