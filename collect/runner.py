@@ -59,7 +59,8 @@ class Elapsed(ProgressColumn):
     def render(self, task):
         started = task.fields.get("started")
         seconds = int(time.monotonic() - started) if started else 0
-        return Text("{}:{:02d}:{:02d}".format(seconds // 3600, seconds // 60 % 60, seconds % 60), style="progress.elapsed")
+        return Text("{}:{:02d}:{:02d}".format(seconds // 3600, seconds // 60 % 60, seconds % 60),
+                    style="progress.elapsed")
 
 
 class Display:
