@@ -47,11 +47,13 @@ def newest_run(run, out=RESULTS):
 
 
 def concluded(store):
-    """Report a run the controller stored, print its summary, and end with its exit status."""
-    from analysis.report import report_runs
+    """Report a run the controller stored (a step of its own on the terminal), print its summary, and end with its
+    exit status."""
+    from analysis.terminal import written_report
     from collect import runs
-    report = report_runs([store.path], EXPECTATIONS, ARCHIVE) if runs.case_count(store) else None
-    code, message = runs.summary(store, console(), report)
+    out = console()
+    report = written_report(out, [store.path], EXPECTATIONS, ARCHIVE) if runs.case_count(store) else None
+    code, message = runs.summary(store, out, report)
     raise Exit(message, code=code)
 
 
@@ -137,15 +139,17 @@ def import_output(c, path, host=None, run=None, out=RESULTS):
 
 
 @task(help={"run": "a run directory or id (default: the newest under results/)",
-            "expectations": "a file or directory of expectation tables (default expectations/)"})
-def check(c, run=None, expectations=EXPECTATIONS):
+            "expectations": "a file or directory of expectation tables (default expectations/)",
+            "json": "print JSON instead: run, cases, exit_status, verdicts (host, lab and a count per verdict), "
+                    "mismatches (host, lab, case_id, expected, measured, witness, source)"})
+def check(c, run=None, expectations=EXPECTATIONS, json=False):
     """Judge a run against the expectations; list each mismatch with its source, exit 1 if any.
 
     Prints the count of cases per verdict and host (match, mismatch, undocumented, inconclusive, unsupported,
     error), then every mismatch with what was expected, what was measured, the witness and the source. A run
     with no case is an error (exit status 2): a check does not pass on nothing."""
     from analysis.check import check as judged
-    raise Exit(code=judged(newest_run(run), expectations, console()))
+    raise Exit(code=judged(newest_run(run), expectations, console(), as_json=json))
 
 
 @task(iterable=["run"], help={
@@ -158,9 +162,8 @@ def report(c, run=None, expectations=EXPECTATIONS, out=None):
     The verdicts, every mismatch with its source, then one section per lab (its table: rows system x its cases,
     columns its main parameter): bind_matrix in seed 004's layout for every system of the runs and of the archived
     published runs (archive/), and every option pair; and a heat map of outcomes by system and case (PNG, SVG)."""
-    from analysis.report import report_runs
-    path, _, _ = report_runs([newest_run(name) for name in run] or [newest_run(None)], expectations, ARCHIVE, out)
-    console().print("report: {}".format(path))
+    from analysis.terminal import written_report
+    written_report(console(), [newest_run(name) for name in run] or [newest_run(None)], expectations, ARCHIVE, out)
 
 
 @task(iterable=["pair"], help={
@@ -190,24 +193,29 @@ def baseline(c, run, folder=BASELINES):
     raise Exit(code=promote_baseline(newest_run(run), folder, console()))
 
 
-@task(help={"host": "the host's name", "runs": "a folder of runs (default: results/ and archive/)"})
-def history(c, host, runs=None):
+@task(help={"host": "the host's name", "runs": "a folder of runs (default: results/ and archive/)",
+            "json": "print JSON instead: host, runs (run_id, started, os_release, agent), changes (run_id, "
+                    "started, previous_run_id, lab, case_id, parameters, before, after, os_release, facts_changed)"})
+def history(c, host, runs=None, json=False):
     """When each case's outcome changed on a host, across all stored runs, and with which OS release."""
     from analysis.history import history as host_history
-    raise Exit(code=host_history([runs] if runs else [RESULTS, ARCHIVE], host, console()))
+    raise Exit(code=host_history([runs] if runs else [RESULTS, ARCHIVE], host, console(), as_json=json))
 
 
 @task(iterable=["run"], help={"a": "a host name or an OS family (e.g. local, linux, winxp-sp3, windows)",
                               "b": "the other host or OS family",
                               "run": "a run to take the cases from; repeatable (default: the newest run and the "
-                                     "archive)"})
-def compare(c, a, b, run=None):
+                                     "archive)",
+                              "json": "print JSON instead: a, b, systems (the hosts each stands for), "
+                                      "cases_compared, differences (lab, case_id, parameters, a, b)"})
+def compare(c, a, b, run=None, json=False):
     """The cases where two systems behave differently: what cross-platform code must do differently on each."""
     from analysis.compare import compare as system_compare
     from formats import rundir
     if run:
-        raise Exit(code=system_compare([newest_run(name) for name in run], a, b, console()))
-    raise Exit(code=system_compare([newest_run(None)], a, b, console(), beside=rundir.run_dirs(ARCHIVE)))
+        raise Exit(code=system_compare([newest_run(name) for name in run], a, b, console(), as_json=json))
+    raise Exit(code=system_compare([newest_run(None)], a, b, console(), beside=rundir.run_dirs(ARCHIVE),
+                                   as_json=json))
 
 
 @task(help={"count": "how many lab hosts, 1-200 (default 4)",

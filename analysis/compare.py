@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.labels import system_label
 from analysis.regress import NO_RESULT, result_text
+from analysis.terminal import print_json
 from formats.errors import UserError
 from formats.table import PARAMETER_COLUMNS, load_runs
 
@@ -33,11 +34,14 @@ def system_rows(table, name, field):
         field=field)
 
 
-def system_cells(rows):
-    """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell)."""
+def system_cells(rows, named=True):
+    """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell;
+    where hosts disagree, each result names its hosts, or counts them when not `named`)."""
     rows = rows[~rows["outcome"].isin(NO_RESULT)]
     hosts = rows.assign(result=result_text(rows))[CASE + ["result", "host"]].drop_duplicates()
-    by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(", ".join).reset_index()
+    by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(
+        ", ".join if named else lambda names: "{} host{}".format(len(names), "" if len(names) == 1 else "s"))
+    by_result = by_result.reset_index()
     cells = by_result.groupby(CASE).agg(results=("result", SEPARATOR.join), count=("result", "size"))
     labelled = (by_result["result"] + " (" + by_result["host"] + ")").groupby(
         [by_result["lab"], by_result["case_id"]]).agg(SEPARATOR.join)
@@ -73,20 +77,39 @@ def compare_markdown(table, a, b):
     """The diff as Markdown, headed by the hosts each system stands for and how many cases both have."""
     paired = paired_cells(table, a, b)
     diff = differences(table, paired, a, b)
-    members = ["- **{}**: {}".format(name, ", ".join(system_label(system_rows(table, name, field)).unique()))
-               for name, field in ((a, "--a"), (b, "--b"))]
+    lines = ["- **{}**: {}".format(name, ", ".join(members(table, name, field)))
+             for name, field in ((a, "--a"), (b, "--b"))]
     return "\n\n".join([
-        "# {} vs {}: cases whose outcome differs".format(a, b), "\n".join(members),
+        "# {} vs {}: cases whose outcome differs".format(a, b), "\n".join(lines),
         "{} case(s) have a result on both; {} differ. A cell names its hosts when they disagree.".format(
             len(paired), len(diff)),
         diff.drop(columns="case_id").to_markdown(index=False) if not diff.empty else "_(none)_",
     ]) + "\n"
 
 
-def compare(judged_or_runs, a, b, console, beside=()):
-    """Print on `console` the cases where systems `a` and `b` differ, over a results (or judged) table or the run
-    directories given, and the runs `beside` them (the archive); returns the exit status, 0 (the differences are
-    the answer, not a failure). Runs given that hold no case are a UserError: nothing was measured to compare."""
+def members(table, name, field):
+    return list(system_label(system_rows(table, name, field)).unique())
+
+
+def compare_json(table, a, b):
+    """The diff as compare --json prints it: a, b, systems ({name: the hosts it stands for}), cases_compared (the
+    cases both have a result for), differences ([{lab, case_id, parameters: {the non-empty ones}, a, b}], a and b
+    being each system's cell)."""
+    paired = paired_cells(table, a, b)
+    diff = differences(table, paired, a, b)
+    parameters = [column for column in diff.columns if column not in CASE + [a, b]]
+    return {"a": a, "b": b, "systems": {a: members(table, a, "--a"), b: members(table, b, "--b")},
+            "cases_compared": len(paired),
+            "differences": [{"lab": row["lab"], "case_id": row["case_id"],
+                             "parameters": {column: row[column] for column in parameters if row[column] != ""},
+                             "a": row[a], "b": row[b]} for row in diff.to_dict(orient="records")]}
+
+
+def compare(judged_or_runs, a, b, console, beside=(), as_json=False):
+    """Print on `console` the cases where systems `a` and `b` differ (or, `as_json`, compare_json on stdout), over
+    a results (or judged) table or the run directories given, and the runs `beside` them (the archive); returns the
+    exit status, 0 (the differences are the answer, not a failure). Runs given that hold no case are a UserError:
+    nothing was measured to compare."""
     table = judged_or_runs
     if not isinstance(table, pd.DataFrame):
         table = load_runs(list(judged_or_runs))
@@ -94,5 +117,8 @@ def compare(judged_or_runs, a, b, console, beside=()):
             raise UserError("the run holds no case: nothing to compare", path=", ".join(judged_or_runs))
         if beside:
             table = pd.concat([table, load_runs(list(beside))], ignore_index=True)
-    console.print(compare_markdown(table, a, b), markup=False, soft_wrap=True)
+    if as_json:
+        print_json(compare_json(table, a, b))
+    else:
+        console.print(compare_markdown(table, a, b), markup=False, soft_wrap=True)
     return 0

@@ -43,6 +43,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from analysis.grouping import group_codes
 from formats import yamlfile
 from formats.errors import UserError
 from formats.records import OS_FAMILIES
@@ -443,19 +444,6 @@ def _text_column(frame, column):
     return series.astype(object).where(series.notna(), "").astype(str)
 
 
-def _group_codes(frame, columns):
-    """(code per row, positions of each group's first row): equal rows on `columns` share a code."""
-    codes = np.zeros(len(frame), dtype=np.int64)
-    for column in columns:
-        if column in frame.columns:
-            column_codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
-            codes = codes * (len(uniques) + 1) + (column_codes + 1)
-            codes = pd.factorize(codes)[0].astype(np.int64)  # renumbered 0.. in order of appearance: stays small
-    # factorize numbers codes by first appearance, so the first rows of the groups come in code order
-    firsts = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
-    return codes, firsts
-
-
 class _Matcher:
     """Rule conditions evaluated over the distinct combinations, each condition once."""
 
@@ -537,7 +525,7 @@ def judge(results, table):
                  if any(column in rule.expect for rule in rules)]
         keys = list(dict.fromkeys(columns + steps + ["outcome"]))
         part = judged.iloc[rows]
-        codes, firsts = _group_codes(part, keys)
+        codes, firsts = group_codes(part, keys)
         sample = part.iloc[firsts]
         distinct = pd.DataFrame({column: _text_column(sample, column).to_numpy(dtype=object) for column in keys})
         lab_verdict, lab_expected, lab_source = _judge_lab(distinct, rules)

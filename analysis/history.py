@@ -11,6 +11,7 @@ import os
 import pandas as pd
 
 from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, run_order
+from analysis.terminal import print_json
 from formats import rundir
 from formats.errors import UserError
 from formats.table import PARAMETER_COLUMNS
@@ -105,8 +106,27 @@ def history_markdown(folders, host):
     ]) + "\n"
 
 
-def history(runs_folders, host, console):
+def history_json(folders, host):
+    """The history as history --json prints it: host, runs ([{run_id, started, os_release, agent}], oldest
+    first), changes ([{run_id, started, previous_run_id, lab, case_id, parameters: {the non-empty ones}, before,
+    after, os_release, facts_changed}])."""
+    runs, cases = load_history(folders, host)
+    changes = changes_between_runs(runs, cases)
+    fields = ["run_id", "started", "previous_run_id", "lab", "case_id"]
+    return {"host": host,
+            "runs": runs[["run_id", "started", "os_release", "agent"]].to_dict(orient="records"),
+            "changes": [dict({field: row[field] for field in fields},
+                             parameters={column: row[column] for column in PARAMETER_COLUMNS if row[column] != ""},
+                             **{field: row[field] for field in ("before", "after", "os_release", "facts_changed")})
+                        for row in changes.astype(object).fillna("").to_dict(orient="records")]}
+
+
+def history(runs_folders, host, console, as_json=False):
     """Print `host`'s history over the runs under `runs_folders` (one folder or several) on `console` as
-    Markdown; returns the exit status, 0 (a history is information, not a check)."""
-    console.print(history_markdown(runs_folders, host), markup=False, soft_wrap=True)
+    Markdown (or, `as_json`, history_json on stdout); returns the exit status, 0 (a history is information, not a
+    check)."""
+    if as_json:
+        print_json(history_json(runs_folders, host))
+    else:
+        console.print(history_markdown(runs_folders, host), markup=False, soft_wrap=True)
     return 0

@@ -1,43 +1,37 @@
-"""The comparison report as one self-contained HTML file: seed 004's table grown up, filtered in the browser.
+"""The comparison report as one self-contained HTML file: the key findings first, then seed 004's table grown up,
+filtered in the browser.
 
 write(judged, path, title) takes the judged tidy table (formats.table.COLUMNS plus judge()'s verdict, expected and
 source; one run or several) and writes one HTML file that opens without a network: CSS and script inline, system
-fonts only. The page holds a header with the runs shown, a legend, verdict counts per system, the mismatches with
-their sources, and a section per lab: a table whose rows are system x the lab's row axes and whose columns are its
-column axis (bind_matrix: system x options rows, state columns), with filters on every row axis.
+fonts only. The page is templates/report.html.j2 (Jinja2, autoescaped): a header with the runs shown, the key
+findings (analysis.findings), a legend, a section per lab: a table whose rows are system x the lab's row axes and
+whose columns are its column axis (bind_matrix: system x options rows, state columns), with filters on every row
+axis; then the verdict counts per system and the mismatches with their sources. Cells are coloured by meaning
+(analysis.layouts, analysis.palette: the page's CSS is generated from the palette).
 
 Every table operation is pandas, in Python. A lab's cases become a grid (row x column) of integer "look" codes; a
-look is one distinct cell appearance (cell text, outcome kind, verdict, expectation, source, witness, detail), and
-every distinct string is embedded once, so the file grows by a few bytes per case (1,000,000 cases: about 6 MB).
-A small vanilla script draws the rows the filters let through. Results carry untrusted text (host names,
-details): Python escapes all it writes as HTML, the embedded JSON cannot end its <script> element, and the script
-writes only text nodes and properties.
+look is one distinct cell appearance (cell text, meaning, verdict, expectation, source, witness, detail), and every
+distinct string is embedded once, so the file grows by a few bytes per case (1,000,000 cases: about 6 MB). A small
+vanilla script (templates/report.js) draws the rows the filters let through. Results carry untrusted text (host
+names, details): the template escapes all it writes as HTML, the embedded JSON cannot end its <script> element,
+and the script writes only text nodes and properties.
 """
-import html
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
-from analysis.expectations import VERDICTS
+from analysis import findings as key_findings
+from analysis import palette
+from analysis.grouping import first_positions, group_codes
 from analysis.labels import NOT_MEASURED, system_label
-from analysis.layouts import axis_labels, cell_texts, lab_layout
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
+from analysis.layouts import (axis_labels, cell_meanings, cell_texts, lab_layout, meaning_codes, present_axes,
+                              step_cells)
+from analysis.templating import frame_table, render
 
 SYSTEM_KEY = ["run_id", "host", "os_family", "os_release"]
 # What makes two cells look the same, besides the lab's cell columns.
-LOOK_COLUMNS = ["lab", "outcome", "verdict", "expected", "source", "witness", "detail"]
-
-# Cell colours by outcome: the Okabe-Ito palette (distinct under the common colour-vision deficiencies), light
-# enough for black text; the cell text names the outcome too, so colour is never the only cue.
-KINDS = ("ok", "inuse", "errno", "unsupported", "inconclusive", "error", "none")
-KIND_LABELS = {"ok": "ok", "inuse": "EADDRINUSE", "errno": "another error (EACCES, EINVAL, ...)",
-               "unsupported": "unsupported (the host cannot build the case)",
-               "inconclusive": "inconclusive (state not witnessed)", "error": "error (the agent failed)",
-               "none": "not measured"}
-KIND_OF_OUTCOME = {OK: "ok", "EADDRINUSE": "inuse", UNSUPPORTED: "unsupported", INCONCLUSIVE: "inconclusive",
-                   ERROR: "error"}
+LOOK_COLUMNS = ["lab", "outcome", "verdict", "expected", "source", "witness", "detail", "meaning"]
 CASE_ID_SEPARATOR = "/"  # labs.case_id joins parameter values with it
 
 # Browsers slow down past a few tens of thousands of cells: the script draws at most this many rows at once.
@@ -64,18 +58,6 @@ class StringTable:
         return np.array([self.code(text) for text in uniques], dtype=np.int64)[codes].tolist()
 
 
-def group_codes(frame, columns):
-    """Each row's code of its combination of `columns` (0, 1, ... in order of first appearance), and the
-    position of the first row of each combination."""
-    codes = frame.groupby(list(columns), sort=False, dropna=False).ngroup().to_numpy()
-    return codes, first_positions(codes)
-
-
-def first_positions(codes):
-    """Where each code first occurs, for codes numbered 0, 1, ... in order of first appearance."""
-    return pd.Series(codes).drop_duplicates().index.to_numpy()
-
-
 def systems_of(judged):
     """Each row's system code, and the systems (host + OS + run) with their label and case count."""
     codes, first = group_codes(judged, SYSTEM_KEY)
@@ -88,29 +70,31 @@ def systems_of(judged):
 def dense_grid(rows, columns, values, shape):
     """The pivot of values by (row, column) as one row-major list of shape[0] x shape[1] ints, 0 where no value
     (values are > 0); where two values meet in a cell the first wins, as report's pivots take it."""
-    return (pd.DataFrame({"row": rows, "column": columns, "value": values})
-            .drop_duplicates(["row", "column"])
-            .pivot(index="row", columns="column", values="value")
-            .reindex(index=range(shape[0]), columns=range(shape[1]))
-            .fillna(0).astype(np.int64).to_numpy().ravel().tolist())
+    cells = np.asarray(rows, dtype=np.int64) * shape[1] + np.asarray(columns, dtype=np.int64)
+    _, first = np.unique(cells, return_index=True)
+    grid = np.zeros(shape[0] * shape[1], dtype=np.int64)
+    grid[cells[first]] = np.asarray(values, dtype=np.int64)[first]
+    return grid.tolist()
 
 
 def lab_data(cases, layout, system_labels, strings):
     """The page data of one lab, every string as a StringTable code.
 
     A shape is one value of each row axis; a row is a system and a shape. `cells` is the grid (row-major) of
-    rows x `columns` holding look codes + 1 (0: not measured); a look is one distinct cell appearance (`looks`).
-    Row axes and column cover every parameter, so systems share case ids: `caseGrid` holds, per shape and column,
-    1 + the case's index in `cases`, each case id as its '/'-separated parts (the parts repeat, the ids do not)."""
+    rows x `columns` holding look codes + 1 (0: not measured, or a step the case did not reach); a look is one
+    distinct cell appearance (`looks`). Row axes and column cover every parameter, so systems share case ids:
+    `caseGrid` holds, per shape and column, 1 + the case's index in `cases`, each case id as its '/'-separated parts
+    (the parts repeat, the ids do not). A frame of step cells (layouts.step_cells) brings its own text and
+    meaning."""
     system_of_case, system_order = pd.factorize(cases["system"])
     host_of_system, hosts = pd.factorize(cases["host"].iloc[first_positions(system_of_case)].fillna(""))
     axes, axis_codes = [], {}
-    for axis in layout.rows:
+    for axis in present_axes(layout, cases):
         codes, first = group_codes(cases, axis.columns)
-        values = axis_labels(cases[list(axis.columns)].iloc[first], axis).tolist()
+        values = axis_labels(cases[[column for column in axis.columns if column in cases]].iloc[first], axis).tolist()
         seed = {column: layout.seed[column] for column in axis.columns if column in layout.seed}
         default = -1
-        if len(seed) == len(axis.columns):
+        if seed and all(column in seed for column in axis.columns if column in cases.columns):
             seed_label = axis_labels(pd.DataFrame({column: [value] for column, value in seed.items()}), axis)[0]
             default = values.index(seed_label) if seed_label in values else -1
         axes.append({"name": axis.name, "label": axis.label, "default": default, "values": strings.codes(values)})
@@ -123,18 +107,20 @@ def lab_data(cases, layout, system_labels, strings):
     # Rows sort by system, then shape.
     row_of_case, row_keys = pd.factorize(system_of_case * len(shapes) + shape_of_case, sort=True)
 
-    column_codes, first = group_codes(cases, [layout.column])
-    present = cases[layout.column].iloc[first].fillna("").tolist()
+    column_codes, first = group_codes(cases, layout.column.columns)
+    present = axis_labels(cases[list(layout.column.columns)].iloc[first], layout.column).tolist()
     columns = [value for value in layout.column_order if value in present]
     columns += [value for value in present if value not in columns]
     column_of_case = np.array([columns.index(value) for value in present], dtype=np.int64)[column_codes]
 
-    look_columns = list(dict.fromkeys(LOOK_COLUMNS + list(layout.cell)))
+    own_text = "text" in cases.columns
+    look_columns = list(dict.fromkeys(LOOK_COLUMNS + list(layout.cell) + (["text"] if own_text else [])))
     look_of_case, first = group_codes(cases, look_columns)
-    looks = cases[look_columns].iloc[first]
+    looks = cases[[column for column in look_columns if column in cases.columns]].iloc[first]
     case_of_case, case_ids = pd.factorize(cases["case_id"].fillna(""))
     return {
         "section": "lab-" + cases["lab"].iloc[0],
+        "empty": "" if own_text else NOT_MEASURED,
         "columns": strings.codes(columns),
         "systems": {"label": strings.codes(system_labels[system_order]), "host": host_of_system.tolist()},
         "hosts": strings.codes(hosts),
@@ -145,8 +131,8 @@ def lab_data(cases, layout, system_labels, strings):
         "caseGrid": dense_grid(shape_of_case, column_of_case, case_of_case + 1, (len(shapes), len(columns))),
         "cases": [[strings.code(part) for part in case_id.split(CASE_ID_SEPARATOR)] for case_id in case_ids],
         "looks": {
-            "text": strings.codes(cell_texts(looks)),
-            "kind": looks["outcome"].map(KIND_OF_OUTCOME).fillna("errno").map(KINDS.index).tolist(),
+            "text": strings.codes(looks["text"] if own_text else cell_texts(looks)),
+            "meaning": meaning_codes(looks["meaning"]).tolist(),
             "verdict": strings.codes(looks["verdict"]),
             "expected": strings.codes(looks["expected"]),
             "source": strings.codes(looks["source"]),
@@ -154,16 +140,6 @@ def lab_data(cases, layout, system_labels, strings):
             "detail": strings.codes(looks["detail"]),
         },
     }
-
-
-def verdict_counts(system_codes, systems, judged):
-    """Cases per system (rows, labelled) and verdict, and their total."""
-    counts = (pd.DataFrame({"system": system_codes, "verdict": judged["verdict"]})
-              .groupby(["system", "verdict"]).size().unstack(fill_value=0))
-    order = [verdict for verdict in VERDICTS if verdict in counts.columns]
-    counts = counts[order + [verdict for verdict in counts.columns if verdict not in order]]
-    counts = counts.reindex(range(len(systems)), fill_value=0).assign(total=systems["cases"].to_numpy())
-    return counts.set_axis(systems["label"].rename("system")).rename_axis(columns=None)
 
 
 def mismatch_list(system_codes, systems, judged, limit):
@@ -181,257 +157,66 @@ def mismatch_list(system_codes, systems, judged, limit):
     return listed[["lab", "case", "measured", "expected", "source", "systems"]], int(group.nunique())
 
 
-def html_table(frame, index=False):
-    """A small table as escaped HTML (pandas escapes cells and headers)."""
-    return frame.to_html(index=index, border=0, classes="plain", na_rep="", escape=True)
-
-
-def runs_header(systems):
-    runs = systems.groupby("run_id", sort=False)["host"].size()
-    summary = "{} run(s): {}; {} system(s), {} cases.".format(
-        len(runs), ", ".join(runs.index), len(systems), systems["cases"].sum())
+def runs_table(systems):
     shown = systems.rename(columns={"run_id": "run", "os_family": "OS", "os_release": "release",
                                     "os_version": "version"})
-    # Folded when long, so that the first screen still reaches the tables.
-    return "<details{}><summary>{}</summary>\n{}</details>".format(
-        " open" if len(systems) <= 12 else "", html.escape(summary),
-        html_table(shown[["run", "host", "OS", "release", "version", "cases"]]))
+    return frame_table(shown[["run", "host", "OS", "release", "version", "cases"]])
 
 
-def legend():
-    swatches = "".join('<li><span class="swatch o-{}">{}</span> {}</li>'.format(
-        kind, NOT_MEASURED if kind == "none" else "&nbsp;", html.escape(KIND_LABELS[kind])) for kind in KINDS)
-    return ('<ul class="legend">{}<li><span class="swatch o-ok mismatch">✗</span> disagrees with the documented '
-            'expectation</li></ul><p class="hint">Hover a cell for its case id, the expectation and its source, and '
-            'the witness (the state the OS table showed).</p>').format(swatches)
+def summary(systems):
+    runs = systems["run_id"].nunique()
+    return "{} system{} from {} run{}: {}; {:,} cases.".format(
+        len(systems), "" if len(systems) == 1 else "s", runs, "" if runs == 1 else "s",
+        ", ".join(pd.unique(systems["run_id"])), int(systems["cases"].sum()))
 
 
-def mismatch_section(listed, count):
-    if not count:
-        return "<p>None: every documented case agrees with its expectation.</p>"
-    more = count - len(listed)
-    note = "<p>{} more not listed: see the judged table.</p>".format(more) if more > 0 else ""
-    return html_table(listed) + note
+def lab_cases(judged, lab, layout, system_codes):
+    """The rows of one lab with only the columns its table shows (taking rows of all of them costs more than the
+    rest), with their system code; a lab whose steps are its columns as its step cells."""
+    in_lab = (judged["lab"] == lab).to_numpy()
+    columns = list(dict.fromkeys(["lab", "host", "case_id"] + list(layout.column.columns) + LOOK_COLUMNS + list(
+        layout.cell) + [column for axis in layout.rows for column in axis.columns] + [
+        column for rule in layout.meanings if layout.steps_as_columns for column in rule.when]))
+    columns = [column for column in columns if column in judged.columns]
+    cases = judged[columns] if in_lab.all() else judged.loc[in_lab, columns]
+    cases = cases.assign(system=system_codes[in_lab])
+    if layout.steps_as_columns:
+        return step_cells(cases, layout), layout.step_layout()
+    return cases, layout
 
 
-def lab_section(lab, layout):
-    return ('<section id="{id}" class="lab"><h2>Lab {name}</h2><p>{description}</p>'
-            '<div class="filters"></div><p class="status"></p>'
-            '<div class="scroll"><table class="grid"><thead></thead><tbody></tbody></table></div></section>').format(
-        id=html.escape("lab-" + lab), name=html.escape(lab),
-        description=html.escape(layout.description or "Rows: system x {}; columns: {}.".format(
-            ", ".join(axis.label for axis in layout.rows), layout.column)))
-
-
-def embedded_json(data):
-    """JSON for a <script> element: '<' escaped, so no text in it can close the element or open a comment."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-
-
-def write(judged, path, title):
-    """Write the report of the judged table to `path` as one self-contained HTML file; returns path."""
+def write(judged, path, title, findings=None):
+    """Write the report of the judged table to `path` as one self-contained HTML file (with `findings`, the
+    analysis.findings.Findings of the same table, when they are worked out already); returns path."""
     judged = judged.reset_index(drop=True)
+    if "meaning" not in judged.columns:
+        judged = judged.assign(meaning=cell_meanings(judged))
+    findings = findings or key_findings.key_findings(judged)
     system_codes, systems = systems_of(judged)
     strings = StringTable()
-    labs, sections = [], []
+    labs = []
+    sections = []
     for lab in pd.unique(judged["lab"]):
         layout = lab_layout(lab)
-        in_lab = (judged["lab"] == lab).to_numpy()
-        # Only the columns the lab's table shows: taking rows of all of them costs more than the rest.
-        columns = list(dict.fromkeys(["lab", "host", "case_id", layout.column] + LOOK_COLUMNS + list(layout.cell) + [
-            column for axis in layout.rows for column in axis.columns]))
-        cases = judged[columns] if in_lab.all() else judged.loc[in_lab, columns]
-        cases = cases.assign(system=system_codes[in_lab])
-        labs.append(lab_data(cases, layout, systems["label"].to_numpy(), strings))
-        sections.append(lab_section(lab, layout))
-    data = {"strings": strings.strings, "kinds": list(KINDS), "maxRows": MAX_DRAWN_ROWS,
-            "notMeasured": NOT_MEASURED, "caseIdSeparator": CASE_ID_SEPARATOR, "labs": labs}
-    page = PAGE.format(
-        title=html.escape(title), style=STYLE, script=SCRIPT, data=embedded_json(data),
-        runs=runs_header(systems), legend=legend(),
-        counts=html_table(verdict_counts(system_codes, systems, judged), index=True),
-        mismatches=mismatch_section(*mismatch_list(system_codes, systems, judged, MAX_MISMATCH_ROWS)),
-        sections="\n".join(sections) or "<p>No results.</p>")
+        cases, shown = lab_cases(judged, lab, layout, system_codes)
+        labs.append(lab_data(cases, shown, systems["label"].to_numpy(), strings))
+        sections.append({"name": lab, "description": layout.description or "Rows: system x {}; columns: {}.".format(
+            ", ".join(axis.label for axis in layout.rows), layout.column.label)})
+    listed, count = mismatch_list(system_codes, systems, judged, MAX_MISMATCH_ROWS)
+    present = {palette.NAMES[code] for lab in labs for code in lab["looks"]["meaning"]}  # step cells' too
+    page = render(
+        "report.html.j2", title=title, summary=summary(systems), runs=runs_table(systems),
+        questions=findings.questions, meanings={colour.name: colour.label for colour in palette.MEANINGS},
+        palette=palette.MEANINGS, legend=[colour for colour in palette.MEANINGS
+                                          if colour.name in present or colour.name == "none"],
+        not_measured=NOT_MEASURED, labs=sections, counts=frame_table(findings.counts.assign(
+            total=findings.counts.sum(axis=1)), index=True),
+        mismatches=frame_table(listed), more_mismatches=count - len(listed),
+        data={"strings": strings.strings, "meanings": list(palette.NAMES), "maxRows": MAX_DRAWN_ROWS,
+              "caseIdSeparator": CASE_ID_SEPARATOR, "labs": labs})
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     with open(path, "w", encoding="utf-8") as stream:
         stream.write(page)
     return path
-
-
-STYLE = """
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5em; color: #1a1a1a; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 1.6em; }
-table { border-collapse: collapse; }
-th, td { border: 1px solid #c4c4c4; padding: 2px 7px; text-align: left; vertical-align: top; }
-table.plain th, table.grid thead th { background: #f0f0f0; }
-table.plain td { max-width: 40em; overflow-wrap: break-word; }
-.scroll { max-height: 80vh; overflow: auto; border: 1px solid #c4c4c4; display: inline-block; max-width: 100%; }
-table.grid thead th { position: sticky; top: 0; z-index: 1; }
-table.grid { font-size: 13px; }
-table.grid th, table.grid td { padding: 2px 5px; }
-table.grid td { text-align: center; white-space: nowrap; }
-table.grid tbody th { font-weight: normal; white-space: nowrap; background: #fff; }
-table.grid tr.group th, table.grid tr.group td { border-top: 2px solid #555; }
-table.grid th.again { color: #9a9a9a; }
-.filters { display: flex; flex-wrap: wrap; gap: .4em 1.2em; margin: .6em 0; }
-.filters label { font-weight: 600; }
-.filters select { font: inherit; font-weight: normal; margin-left: .3em; max-width: 22em; }
-.status, .hint { color: #555; }
-.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .3em 1.4em; }
-.swatch { display: inline-block; min-width: 1.6em; text-align: center; border: 1px solid #888; }
-.o-ok { background: #c5e4f6; }
-.o-inuse { background: #f2ad82; }
-.o-errno { background: #e3a8cb; }
-.o-unsupported { background: repeating-linear-gradient(45deg, #e4e4e4 0 4px, #cfcfcf 4px 8px); }
-.o-inconclusive { background: #f0e442; }
-.o-error { background: #222; color: #fff; }
-.o-none { background: #fff; color: #999; }
-.mismatch { outline: 3px solid #0072b2; outline-offset: -3px; font-weight: 700; }
-"""
-
-# The page's script: builds each lab's filters from the embedded data, then draws the rows they let through.
-SCRIPT = r"""
-"use strict";
-(function () {
-  const data = JSON.parse(document.getElementById("socklab-data").textContent);
-  const S = data.strings;
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function breakable(text) {  // a long state such as LISTEN+ESTABLISHED may wrap after a "+"
-    const node = el("span");
-    text.split("+").forEach(function (part, i) { if (i) node.append("+", el("wbr")); node.append(part); });
-    return node;
-  }
-
-  function tooltip(looks, look, caseId) {
-    const lines = ["case " + caseId,
-                   "measured: " + S[looks.text[look]] + " (verdict: " + S[looks.verdict[look]] + ")",
-                   "expected: " + (S[looks.expected[look]] || "no documented expectation")];
-    if (S[looks.source[look]]) lines.push("source: " + S[looks.source[look]]);
-    lines.push("witness: " + (S[looks.witness[look]] || "(nothing seen)"));
-    if (S[looks.detail[look]]) lines.push("detail: " + S[looks.detail[look]]);
-    return lines.join("\n");
-  }
-
-  function showLab(lab) {
-    const root = document.getElementById(lab.section);
-    const head = root.querySelector("thead"), body = root.querySelector("tbody");
-    const status = root.querySelector(".status");
-    const width = lab.columns.length, rowCount = lab.rows.system.length;
-    const hostFilter = {name: "host", label: "host", values: lab.hosts, default: -1,
-                        valueOf: function (row) { return lab.systems.host[lab.rows.system[row]]; }};
-    const filters = [hostFilter].concat(lab.axes.map(function (axis) {
-      return {name: axis.name, label: axis.label, values: axis.values, default: axis.default, axis: axis,
-              valueOf: function (row) { return lab.shapes[axis.name][lab.rows.shape[row]]; }};
-    }));
-    filters.forEach(function (filter) {
-      const label = el("label", null, filter.label);
-      filter.box = el("select");
-      filter.box.name = filter.name;
-      filter.box.append(new Option("(all)", "-1"));
-      filter.values.forEach(function (value, i) { filter.box.append(new Option(S[value], String(i))); });
-      filter.box.value = String(filter.default);
-      filter.box.addEventListener("change", draw);
-      label.append(filter.box);
-      root.querySelector(".filters").append(label);
-    });
-
-    function caseId(row, column) {
-      const parts = lab.cases[lab.caseGrid[lab.rows.shape[row] * width + column] - 1];
-      return parts.map(function (part) { return S[part]; }).join(data.caseIdSeparator);
-    }
-
-    function cell(row, column) {
-      const code = lab.cells[row * width + column];
-      if (code === 0) {
-        const td = el("td", "o-none", data.notMeasured);
-        td.title = "not measured";
-        return td;
-      }
-      const looks = lab.looks, look = code - 1;
-      const td = el("td", "o-" + data.kinds[looks.kind[look]], S[looks.text[look]]);
-      if (S[looks.verdict[look]] === "mismatch") td.classList.add("mismatch");
-      td.title = tooltip(looks, look, caseId(row, column));
-      return td;
-    }
-
-    function draw() {
-      filters.forEach(function (filter) { filter.chosen = Number(filter.box.value); });
-      const shown = [];
-      for (let row = 0; row < rowCount; row++) {
-        if (filters.every(function (f) { return f.chosen < 0 || f.valueOf(row) === f.chosen; })) shown.push(row);
-      }
-      const columns = lab.columns.map(function (_, c) { return c; }).filter(function (c) {
-        return shown.some(function (row) { return lab.cells[row * width + c] > 0; });
-      });
-      const axes = filters.filter(function (f) { return f.axis && f.chosen < 0; }).map(function (f) { return f.axis; });
-
-      const headRow = el("tr");
-      headRow.append(el("th", null, "system"));
-      axes.forEach(function (axis) { headRow.append(el("th", null, axis.label)); });
-      columns.forEach(function (c) {
-        const th = el("th");
-        th.append(breakable(S[lab.columns[c]]));
-        headRow.append(th);
-      });
-      head.replaceChildren(headRow);
-
-      const drawn = shown.slice(0, data.maxRows), rows = document.createDocumentFragment();
-      let previous = -1;
-      drawn.forEach(function (row) {
-        const system = lab.rows.system[row], tr = el("tr", system === previous ? null : "group");
-        const name = el("th", system === previous ? "again" : null, S[lab.systems.label[system]]);
-        name.scope = "row";
-        tr.append(name);
-        axes.forEach(function (axis) {
-          const th = el("th", null, S[axis.values[lab.shapes[axis.name][lab.rows.shape[row]]]]);
-          th.scope = "row";
-          tr.append(th);
-        });
-        columns.forEach(function (c) { tr.append(cell(row, c)); });
-        previous = system;
-        rows.append(tr);
-      });
-      body.replaceChildren(rows);
-      status.textContent = shown.length + " of " + rowCount + " rows" + (shown.length > drawn.length ?
-        "; the first " + drawn.length + " are drawn: narrow the filters to see the others." : ".");
-    }
-    draw();
-  }
-
-  data.labs.forEach(showLab);
-})();
-"""
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<h1>{title}</h1>
-<h2>Runs shown</h2>
-{runs}
-<h2>Legend</h2>
-{legend}
-{sections}
-<h2>Verdicts per system</h2>
-{counts}
-<h2>Mismatches with the documented expectations</h2>
-{mismatches}
-<script type="application/json" id="socklab-data">{data}</script>
-<script>{script}</script>
-</body>
-</html>
-"""

@@ -1,33 +1,48 @@
-"""Reports of judged results: Markdown with one section per lab, CSVs, a picture of the outcomes (analysis.picture)
-and one self-contained HTML page (analysis.html).
+"""Reports of judged results: Markdown (the key findings first, then one section per lab), CSVs, a picture of the
+outcomes (analysis.picture) and one self-contained HTML page (analysis.html).
 
-Every table is a pandas pivot of the tidy table laid out as analysis.layouts says (rows: system x the lab's row
-axes; columns: its column axis); the Markdown is rendered from the pivots, the CSVs are the pivots. bind_matrix's
-section is seed 004's table grown up, then every option pair. Archived published runs (archive/) stand beside the
-run's own hosts, so every system the seeds name has a row.
+Every table is a pandas pivot of the tidy table laid out as analysis.layouts says (rows: the lab's row axes;
+columns: its column axis, or its steps); the Markdown is rendered from the pivots (templates/report.md.j2), the
+CSVs are the pivots. The Markdown is shaped for a README or a wiki: a lab's table is split per system and per the
+values of its layout's `split` axes, a table wider than MAX_WIDTH characters is cut in two, and a section of more
+than FOLD_ROWS rows has its tables folded (<details>), the first view (the layout's seed) open. bind_matrix's
+section is seed 004's table grown up, then every option pair.
+Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
 """
 import os
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from analysis import html, picture
+from analysis.expectations import VERDICTS
+from analysis.findings import key_findings
+from analysis.grouping import group_codes
 from analysis.labels import NOT_MEASURED, options_label, system_label
-from analysis.layouts import MISMATCH_MARK, SEED_LAYOUT, axis_labels, cell_texts, lab_layout
 from analysis.expectations import judge, load_expectations
+from analysis.layouts import (MISMATCH_MARK, SEED_LAYOUT, axis_labels, cell_meanings, cell_texts, lab_layout,
+                              present_axes, step_cells)
+from analysis.templating import render
 from formats import rundir
 from formats.errors import UserError
 from formats.table import load, write as write_csv
 from labs import LABS
 
+FOLD_ROWS = 20  # a Markdown section longer than this (in table rows) has its tables folded
+MAX_WIDTH = 180  # characters of a Markdown table row: wider tables are cut in two (a page of ~1,400 px shows them)
 
-def pivot(frame, rows, layout):
+
+def pivot(frame, rows, layout, texts=None, empty=NOT_MEASURED):
     """Rows `rows` (columns of frame), one column per value of the layout's column axis (its order first), each
-    cell its cell text."""
-    frame = frame.assign(cell=cell_texts(frame))
-    table = frame.pivot_table(index=rows, columns=layout.column, values="cell", aggfunc="first", sort=False)
+    cell its cell text (or `texts`)."""
+    frame = frame.assign(cell=cell_texts(frame) if texts is None else texts,
+                         column=axis_labels(frame, layout.column))
+    table = frame.pivot_table(index=rows, columns="column", values="cell", aggfunc="first", sort=False)
     present = list(table.columns)
     order = [value for value in layout.column_order if value in present]
-    return table.reindex(columns=order + [value for value in present if value not in order]).fillna(NOT_MEASURED)
+    table = table.reindex(columns=order + [value for value in present if value not in order]).fillna(empty)
+    return table.rename_axis(columns=layout.column.label)
 
 
 # What bind_matrix's tables read of a case: taking only these of a million rows is several times faster.
@@ -59,22 +74,31 @@ def option_pairs(judged):
                  lab_layout("bind_matrix"))
 
 
-def option_pair_tables(pairs):
-    """option_pairs split into one table per (system, protocol, family)."""
-    for key, table in pairs.groupby(level=["system", "proto", "family"], sort=False):
-        yield key, table.droplevel(["system", "proto", "family"])
-
-
 def lab_table(cases, layout):
-    """A lab's cases as its layout's table: rows system x row axes (pairs as 'first → second'), columns its
-    column axis."""
-    labelled = cases.assign(**{axis.label: axis_labels(cases, axis) for axis in layout.rows})
-    return pivot(labelled, ["system"] + [axis.label for axis in layout.rows], layout)
+    """A lab's cases as its layout's table: rows system x row axes (pairs as 'first → second'), columns its column
+    axis; a lab whose steps are its columns: rows system x row axes x column axis, one column per step."""
+    empty = NOT_MEASURED
+    if layout.steps_as_columns:
+        cases, layout, empty = step_cells(cases, layout), layout.step_layout(), ""
+    axes = present_axes(layout, cases)
+    labelled = cases.assign(**{axis.label: axis_labels(cases, axis) for axis in axes})
+    return pivot(labelled, ["system"] + [axis.label for axis in axes], layout,
+                 labelled["text"] if "text" in labelled.columns else None, empty)
 
 
-def verdict_counts(judged):
-    return judged.pivot_table(index=["host", "lab"], columns="verdict", values="case_id", aggfunc="count",
-                              fill_value=0, sort=False)
+def verdict_counts(judged, run_id=None):
+    """Cases per host and lab (rows, in order of appearance) and verdict (VERDICTS order) of the run `run_id` (all
+    rows when None), counted by code."""
+    codes, firsts = group_codes(judged, ["host", "lab"])
+    verdict_codes, verdicts = pd.factorize(judged["verdict"])
+    kept = np.ones(len(judged), dtype=bool) if run_id is None else (judged["run_id"] == run_id).to_numpy()
+    counts = np.bincount(codes[kept] * len(verdicts) + verdict_codes[kept], minlength=len(firsts) * len(
+        verdicts)).reshape(len(firsts), len(verdicts))
+    table = pd.DataFrame(counts, index=pd.MultiIndex.from_frame(judged[["host", "lab"]].iloc[firsts]),
+                         columns=pd.Index(verdicts, name="verdict"))
+    table = table[np.bincount(codes[kept], minlength=len(firsts)) > 0]
+    return table.reindex(columns=[verdict for verdict in VERDICTS if verdict in table.columns] + [
+        verdict for verdict in table.columns if verdict not in VERDICTS])
 
 
 def mismatches(judged):
@@ -83,91 +107,173 @@ def mismatches(judged):
         ["host", "lab", "case_id", "expected", "measured", "witness", "source"]]
 
 
-def markdown_table(frame, index=True):
-    """A pivot's row labels become ordinary columns (one per index level), so a reader sees no tuples."""
+def markdown_parts(frame, split=(), index=True, drop_empty=False, width=MAX_WIDTH):
+    """[(key, Markdown, rows)]: a table as GitHub-flavoured Markdown, one table per combination of the index levels
+    `split` (in order of appearance; key () for one table); the other row labels become ordinary columns, so a
+    reader sees no tuples. With `drop_empty`, a part leaves out the columns it has no value in. A part wider than
+    `width` characters is cut into several tables, each with the row labels and as many columns as fit, so that
+    none scrolls sideways. The text of every cell is made once for the whole frame: hundreds of parts of a
+    100-host report stay quick."""
     if frame.empty:
-        return "_(none)_"
-    frame = frame.reset_index() if index else frame
-    return frame.to_markdown(index=False, disable_numparse=True)  # cells are text: tabulate need not parse numbers
+        return [((), "_(none)_", 0)]
+    levels = [name for name in frame.index.names] if index else []
+    flat = frame.reset_index() if index else frame.reset_index(drop=True)
+    labels = [name for name in levels if name not in split]
+    values = [name for name in flat.columns if name not in levels]
+    texts, lengths = {}, {}
+    for name in labels + values:
+        column = flat[name].astype(object).where(flat[name].notna(), "").astype(str).str.replace(
+            "|", "\\|", regex=False)
+        texts[name], lengths[name] = column.to_numpy(dtype=object), column.str.len().to_numpy()
+    filled = {name: ~np.isin(texts[name], [NOT_MEASURED, ""]) for name in values} if drop_empty else {}
+    heads = {name: str(name).replace("|", "\\|") for name in labels + values}
+    parts = (flat.groupby(list(split), sort=False).indices if split else {(): np.arange(len(flat))})
+    result = []
+    for key, positions in parts.items():
+        shown = [name for name in values if not drop_empty or filled[name][positions].any()]
+        widths = {name: max(len(heads[name]), int(lengths[name][positions].max()), 3) for name in labels + shown}
+        base = sum(widths[name] + 3 for name in labels) + 1
+        chunks, used = [[]], base
+        for name in shown:
+            if chunks[-1] and used + widths[name] + 3 > width:
+                chunks.append([])
+                used = base
+            chunks[-1].append(name)
+            used += widths[name] + 3
+        tables = []
+        for chunk in chunks:
+            names = labels + chunk
+            lines = ["| " + " | ".join(heads[name].ljust(widths[name]) for name in names) + " |",
+                     "|" + "|".join("-" * (widths[name] + 2) for name in names) + "|"]
+            lines += ["| " + " | ".join(texts[name][row].ljust(widths[name]) for name in names) + " |"
+                      for row in positions]
+            tables.append("\n".join(lines))
+        result.append((key if isinstance(key, tuple) else (key,), "\n\n".join(tables), len(positions)))
+    return result
+
+
+def markdown_table(frame, index=True):
+    """One Markdown table (or several, when it is too wide) of a frame; see markdown_parts."""
+    return markdown_parts(frame, index=index)[0][1]
+
+
+@dataclass
+class Block:
+    """One table of a lab's section: under a heading, or folded (<details>, open when `open`)."""
+    title: str
+    table: str
+    rows: int
+    open: bool = False
+    folded: bool = False
+
+
+def folded(blocks):
+    """A section longer than FOLD_ROWS rows has every table folded; the first view (or else the first) stays
+    open."""
+    if sum(block.rows for block in blocks) > FOLD_ROWS:
+        if not any(block.open for block in blocks):
+            blocks[0].open = True
+        for block in blocks:
+            block.folded = True
+    return blocks
 
 
 def bind_matrix_section(judged, out_dir):
     seed = seed_table(judged)
     seed.to_csv(os.path.join(out_dir, "seed004_layout.csv"))
-    parts = [
-        "### Seed 004's table, for every system",
-        "Outcome of the second socket's bind() (and of its listen() when only that failed); TCP over IPv4, both "
-        "sockets on the wildcard address, the second from another process of the same user, the same options on "
-        "both sockets. The earlier socket: LISTEN; LISTEN+ESTABLISHED (seed 004's ESTABLISHED: listener and an "
-        "accepted connection); then with the listener closed: ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2, TIME_WAIT.",
-        markdown_table(seed)]
     pairs = option_pairs(judged)
     pairs.to_csv(os.path.join(out_dir, "option_pairs.csv"))
-    parts.append("### Every option pair (first → second), wildcard on both sockets, another process")
-    for (system, proto, family), table in option_pair_tables(pairs):
-        parts += ["#### {}: {} over {}".format(system, proto, family), markdown_table(table)]
-    return parts
+    blocks = [Block("{}: {} over {}".format(system, proto, family), text, rows,
+                    open=(proto, family) == (SEED_LAYOUT["proto"], SEED_LAYOUT["family"]) and number == 0)
+              for number, ((system, proto, family), text, rows) in enumerate(markdown_parts(
+                  pairs, ["system", "proto", "family"], drop_empty=True))]
+    return {"seed": markdown_table(seed), "pairs": folded(blocks)}
+
+
+def lab_blocks(table, layout):
+    """A lab's table split per system and per its layout's `split` axes, each part without the columns it has no
+    value in; the part that is the layout's first view is open."""
+    split = ["system"] + [axis.label for axis in layout.rows if axis.name in layout.split and
+                          axis.label in table.index.names]
+    seed = [layout.seed.get(axis.name) for axis in layout.rows if axis.label in split]
+    first_system = table.index.get_level_values("system")[0] if len(table) else None
+    blocks = []
+    for key, text, rows in markdown_parts(table, split, drop_empty=True):
+        title = key[0] + "".join(", {} {}".format(name, value) for name, value in zip(split[1:], key[1:]))
+        first_view = key[0] == first_system and all(value in (None, chosen) for chosen, value in zip(key[1:], seed))
+        blocks.append(Block(title, text, rows, open=first_view))
+    return folded(blocks)
 
 
 def lab_section(lab, cases, out_dir):
-    """The Markdown parts of one lab's section; its table also as <lab>.csv."""
+    """One lab's section for the Markdown template; its table also as <lab>.csv."""
     layout = lab_layout(lab)
-    parts = ["## Lab {}".format(lab), layout.description]
+    section = {"lab": lab, "description": layout.description, "blocks": [], "bind_matrix": None}
     if lab == "bind_matrix":
-        return parts + bind_matrix_section(cases, out_dir)
+        section["bind_matrix"] = bind_matrix_section(cases, out_dir)
+        return section
     table = lab_table(cases, layout)
     table.to_csv(os.path.join(out_dir, lab + ".csv"))
-    return parts + [markdown_table(table)]
+    section["blocks"] = lab_blocks(table, layout)
+    return section
 
 
-def write(judged, run_dir, manifest, out_dir):
-    """report.md and its CSVs into out_dir; returns the path of report.md."""
+def write(judged, run_dir, manifest, out_dir, progress=None):
+    """report.md, report.html, the picture and the CSVs into out_dir; returns (the path of report.md, the verdict
+    counts, the mismatches). `progress(step)` is told each step as it starts."""
+    progress = progress or (lambda step: None)
     rundir.made_folder(out_dir, "--out")
+    progress("key findings")
     judged = judged.assign(system=system_label(judged))
-    counts = verdict_counts(select(judged, {"run_id": manifest["run_id"]}, ["host", "lab", "verdict", "case_id"]))
+    judged = judged.assign(meaning=cell_meanings(judged))
+    findings = key_findings(judged)
+    counts = verdict_counts(judged, manifest["run_id"])
     wrong = mismatches(judged)
-    write_csv(judged.drop(columns="system"), os.path.join(out_dir, "judged.csv"))
+    progress("judged table (CSV)")
+    write_csv(judged.drop(columns=["system", "meaning"]), os.path.join(out_dir, "judged.csv"))
+    progress("Markdown")
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index").reindex(columns=["status", "cases", "reason"])
-    parts = [
-        "# socklab report: run {}".format(manifest["run_id"]),
-        "Run directory `{}`, started {}, ended {}; agent {}.".format(
-            run_dir, manifest.get("started"), manifest.get("ended"), manifest.get("agent_version")),
-        "## Hosts", markdown_table(hosts.rename_axis("host")),
-        "## Verdicts", markdown_table(counts),
-        "## Mismatches with the documented expectations", markdown_table(wrong, index=False),
-        "In the tables below, {} marks a cell that disagrees with the documented expectation; {} a cell not "
-        "measured. A pair of values 'a → b' is the first and the second socket's.".format(
-            MISMATCH_MARK.strip(), NOT_MEASURED),
-    ]
     labs = pd.unique(judged["lab"])
+    sections = []
     for lab in [name for name in LABS if name in labs]:
-        in_lab = judged["lab"] == lab
-        parts += lab_section(lab, judged if in_lab.all() else judged[in_lab], out_dir)  # one lab: no copy
-    parts += ["## The outcomes as a picture", "Outcome of every case by system; below, the cases two or more systems "
-              "measured, a marker where they differ.", "![outcomes by system and case](matrix.png)"]
-    picture.write(judged, out_dir)
-    html.write(judged, os.path.join(out_dir, "report.html"), "socklab report: run {}".format(manifest["run_id"]))
+        in_lab = (judged["lab"] == lab).to_numpy()
+        sections.append(lab_section(lab, judged if in_lab.all() else judged[in_lab], out_dir))  # one lab: no copy
+    text = render(
+        "report.md.j2", run_id=manifest["run_id"], run_dir=run_dir, manifest=manifest, questions=findings.questions,
+        hosts=markdown_table(hosts.rename_axis("host")), hosts_rows=len(hosts), counts=markdown_table(counts),
+        counts_rows=len(counts), mismatches=markdown_table(wrong, index=False), mismatch_rows=len(wrong),
+        fold_rows=FOLD_ROWS, mismatch_mark=MISMATCH_MARK.strip(), not_measured=NOT_MEASURED, sections=sections)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as stream:
-        stream.write("\n\n".join(parts) + "\n")
+        stream.write(text)
+    progress("picture")
+    picture.write(judged, out_dir)
+    progress("HTML page")
+    html.write(judged, os.path.join(out_dir, "report.html"), "socklab report: run {}".format(manifest["run_id"]),
+               findings)
     return path, counts, wrong
 
 
-def judged_runs(runs, expectations, archive=None):
+def judged_runs(runs, expectations, archive=None, progress=None):
     """The runs' results, with the published runs under `archive` beside them, each row judged; UserError when one
-    of the runs holds no case (nothing to judge: a check must not pass on nothing)."""
+    of the runs holds no case (nothing to judge: a check must not pass on nothing). `progress(step)` is told each
+    step as it starts."""
+    progress = progress or (lambda step: None)
     table = load_expectations([expectations])
     chosen = [os.path.normpath(run) for run in runs]
+    progress("loading {} run(s)".format(len(chosen)))
     tables = [load(run) for run in chosen]
     empty = [run for run, table in zip(chosen, tables) if table.empty]
     if empty:
         raise UserError("holds no case: nothing to judge", path=empty[0])
     tables += [load(run) for run in (rundir.run_dirs(archive) if archive else []) if os.path.normpath(run) not in chosen]
-    return judge(pd.concat(tables, ignore_index=True), table)
+    results = pd.concat(tables, ignore_index=True)
+    progress("judging {:,} cases".format(len(results)))
+    return judge(results, table)
 
 
-def report_runs(runs, expectations, archive=None, out=None):
+def report_runs(runs, expectations, archive=None, out=None, progress=None):
     """The report of the first run, the others (and the archive's runs) beside it, into <first run>/report/ or
-    `out`; returns (the path of report.md, verdict counts, mismatches)."""
-    judged = judged_runs(runs, expectations, archive)
-    return write(judged, runs[0], rundir.read_manifest(runs[0]), out or os.path.join(runs[0], "report"))
+    `out`; returns (the path of report.md, verdict counts, mismatches). `progress(step)` is told each step."""
+    judged = judged_runs(runs, expectations, archive, progress)
+    return write(judged, runs[0], rundir.read_manifest(runs[0]), out or os.path.join(runs[0], "report"), progress)

@@ -4,11 +4,13 @@ One host failing (unreachable, agent crash, garbage output, Ctrl-C) never stops 
 go to the manifest and whatever it sent before the fault stays in its <host>.jsonl.
 """
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from collect.errors import TransportError
 from formats import records
@@ -53,24 +55,62 @@ def check_same_host(job, facts):
             changed[0], job.facts.get(changed[0]), facts.get(changed[0])))
 
 
+class Elapsed(ProgressColumn):
+    """The time since a host started (its task's `started` field): the bar's own clock restarts with each lab."""
+
+    def render(self, task):
+        started = task.fields.get("started")
+        seconds = int(time.monotonic() - started) if started else 0
+        return Text("{}:{:02d}:{:02d}".format(seconds // 3600, seconds // 60 % 60, seconds % 60),
+                    style="progress.elapsed")
+
+
 class Display:
-    """Per host: cases done of planned, and its state (rich progress; plain lines when not on a terminal)."""
+    """Per host, from the start: what it is doing (connecting, the lab it runs: 'hijack (lab 2 of 7)', completed,
+    failed and why), that lab's cases done of planned with its time left, and the time since the host started
+    (rich progress, one line per host within 80 columns; plain lines when not on a terminal). The bar and the
+    time left are the lab's: its plan record gives its cases, so a lab of few slow cases (socketpair_churn) gets
+    its own estimate instead of hiding in the others' count."""
 
     def __init__(self, hosts, console):
-        self.progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console)
-        self.tasks = {host.name: self.progress.add_task(host.name, total=None, state="waiting") for host in hosts}
+        width = max([len(host.name) for host in hosts] + [4])
+        self.progress = Progress(
+            TextColumn("{{task.description:<{}}}".format(width)), TextColumn("{task.fields[doing]:<29}"),
+            BarColumn(bar_width=None), MofNCompleteColumn(), TimeRemainingColumn(), Elapsed(), console=console,
+            expand=True)
+        self.tasks = {host.name: self.progress.add_task(host.name, total=None, doing="waiting", lab="", labs=0,
+                                                        number=0, started=None, done=0) for host in hosts}
         self.console = console
 
-    def plan(self, host, cases):
+    def start(self, host, labs):
+        """The host begins: `labs` labs to run."""
+        self.progress.update(self.tasks[host], labs=labs, started=time.monotonic())
+
+    def plan(self, host, cases, lab=""):
+        """The host's agent starts a lab of `cases` cases."""
         task = self.tasks[host]
-        self.progress.update(task, total=(self.progress.tasks[task].total or 0) + cases)
+        fields = self.progress.tasks[task].fields
+        number = fields["number"] + 1
+        doing = "{} (lab {} of {})".format(lab, number, max(fields["labs"], number)) if lab else "running"
+        self.progress.reset(task, total=cases, completed=0, **dict(fields, lab=doing, doing=doing, number=number))
+        if not self.console.is_terminal:
+            self.console.print("{}: {}: {:,} cases".format(host, doing, cases), highlight=False)
 
     def advance(self, host):
-        self.progress.advance(self.tasks[host])
+        task = self.tasks[host]
+        self.progress.update(task, advance=1, done=self.progress.tasks[task].fields["done"] + 1)
 
     def state(self, host, text):
-        self.progress.update(self.tasks[host], state=text)
+        """What the host is doing when it is not running a lab: connecting, completed, failed: why. Once it has
+        ended, its bar counts every case it gave."""
+        task = self.tasks[host]
+        fields = self.progress.tasks[task].fields
+        if text == "running" and fields["lab"]:
+            self.progress.update(task, doing=fields["lab"])
+        elif text in ("connecting", "running"):
+            self.progress.update(task, doing=text)
+        else:
+            self.progress.update(task, doing=text, total=fields["done"], completed=fields["done"])
         if not self.console.is_terminal:
             self.console.print("{}: {}".format(host, text), highlight=False)
 
@@ -80,6 +120,7 @@ def run_host(job, transport, store, display, stop):
     name = job.host.name
     log = store.host_log(name)
     store.update_host(name, status=RUNNING, reason="", started=now())
+    display.start(name, len(job.request.get("labs") or ()))
     display.state(name, "connecting")
     cases, ended = job.cases, False
     try:
@@ -100,7 +141,7 @@ def run_host(job, transport, store, display, stop):
                     check_same_host(job, record)
                 log.write(line)
                 if kind == records.PLAN:
-                    display.plan(name, record["cases"])
+                    display.plan(name, record["cases"], record["lab"])
                 elif kind == records.CASE:
                     cases += 1
                     store.case_arrived(name, cases)
@@ -130,9 +171,10 @@ def run_hosts(jobs, store, transport_for, parallel=8, console=None):
     `transport_for(host)` gives each host's transport."""
     console = console or Console(stderr=True)
     display, stop = Display([job.host for job in jobs], console), threading.Event()
-    transports = [transport_for(job.host) for job in jobs]
     try:
+        # the display first: making a transport may load a library for seconds (Fabric for SSH)
         with display.progress, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            transports = [transport_for(job.host) for job in jobs]
             futures = [pool.submit(run_host, job, transport, store, display, stop)
                        for job, transport in zip(jobs, transports)]
             try:

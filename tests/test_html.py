@@ -1,26 +1,33 @@
 """The HTML report (analysis/html.py) in a real headless Chromium, and its escaping of untrusted text.
 
-The browser tests build the report from a real run of this machine (TCP over inet and inet6) beside the archived
-seed 004 run, plus a copy of one archived host under a hostile name, open it via file:// and drive it with Selenium
-(Debian's chromium and chromium-driver, installed here when missing and this is root, as on CI).
+The browser tests build the report from real runs of this machine (bind_matrix's TCP over inet and inet6; hijack
+and runtime_defaults over inet) beside the archived seed 004 run, plus a copy of one archived host under a hostile
+name, open it via file:// and drive it with Selenium (Debian's chromium and chromium-driver, installed here when
+missing and this is root, as on CI). The first screen (1400 x 900) is photographed into the test's folder, and into
+SOCKLAB_KEEP_SCREENSHOT when that names a file, to look at.
 """
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from analysis import findings as key_findings
 from analysis import html as report_html
-from analysis import labels, layouts
+from analysis import labels, layouts, palette, picture
 from analysis.expectations import judge, load_expectations
 from formats.rundir import run_dirs
 from formats.table import load as load_run, load_runs
@@ -55,14 +62,17 @@ def ensure_chromium():
 
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory):
-    """This machine's TCP cases over inet and inet6 (run by the agent, as a user runs it), the archived seed 004
-    run, a copy of winxp-sp3 under a hostile host name, judged; and one fake mismatch."""
+    """This machine's bind_matrix TCP cases over inet and inet6, and its hijack and runtime_defaults cases over
+    inet (two runs by the agent, as a user runs it), the archived seed 004 run, a copy of winxp-sp3 under a hostile
+    host name, judged; and one fake mismatch."""
     out = tmp_path_factory.mktemp("runs")
-    done = subprocess.run(socklab_command("run-all", "--out", str(out), "--where", "proto=tcp",
-                                          "--where", "family=inet,inet6"), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
-    table = judge(load_runs([str(run_dir)] + run_dirs(ARCHIVE)), load_expectations([EXPECTATIONS]))
+    for where in (["--lab", "bind_matrix", "--where", "proto=tcp", "--where", "family=inet,inet6"],
+                  ["--lab", "hijack", "--lab", "runtime_defaults", "--where", "family=inet"]):
+        done = subprocess.run(socklab_command("run-all", "--out", str(out), *where), cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    runs = sorted(str(path) for path in out.iterdir() if path.is_dir())
+    table = judge(load_runs(runs + run_dirs(ARCHIVE)), load_expectations([EXPECTATIONS]))
     hostile = table[table["host"] == "winxp-sp3"].assign(host=HOSTILE, run_id="hostile",
                                                         detail="</script><script>alert(2)</script>")
     table = pd.concat([table, hostile], ignore_index=True)
@@ -83,7 +93,15 @@ def browser():
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    # Selenium picks chromedriver's port before chromedriver binds it; meanwhile the labs of this suite (and of any
+    # other run on the machine) take ports by the thousand, so the port may be gone: a fresh one is picked then.
+    for attempt in range(1, 4):
+        try:
+            driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+            break
+        except WebDriverException as exc:
+            if "unexpectedly exited" not in str(exc) or attempt == 3:
+                raise
     yield driver
     driver.quit()
 
@@ -96,14 +114,14 @@ def page(browser, report_file):
     return browser
 
 
-def shown_table(driver):
+def shown_table(driver, section=SECTION):
     """(header texts, {row labels: {state: (text, class)}}) of the lab's table as drawn; the row labels are
     (system, options) while the filters pin every other axis."""
     heads, rows = driver.execute_script("""
         const section = document.getElementById(arguments[0]);
         return [[...section.querySelectorAll("thead th")].map(th => th.textContent),
                 [...section.querySelectorAll("tbody tr")].map(tr => [...tr.children].map(
-                    cell => [cell.textContent, cell.className]))];""", SECTION)
+                    cell => [cell.textContent, cell.className]))];""", section)
     states = layouts.LAYOUTS["bind_matrix"].column_order
     grid = {}
     for cells in rows:
@@ -116,9 +134,9 @@ def shown_table(driver):
 def expected_table(judged, conditions):
     """What the table should show for a view: every system x options row of the cases that meet `conditions`,
     each measured state's cell text (layouts.cell_texts), the others not measured."""
+    judged = judged.assign(system=labels.system_label(judged))  # labelled among all systems, as the page is
     cases = judged[(judged[list(conditions)] == pd.Series(conditions)).all(axis=1)]
-    cases = cases.assign(system=labels.system_label(cases), options=labels.options_label(cases),
-                         text=layouts.cell_texts(cases))
+    cases = cases.assign(options=labels.options_label(cases), text=layouts.cell_texts(cases))
     states = [state for state in layouts.LAYOUTS["bind_matrix"].column_order if state in set(cases["state"])]
     return {key: {state: group.set_index("state")["text"].get(state, labels.NOT_MEASURED) for state in states}
             for key, group in cases.groupby(["system", "options"])}
@@ -152,10 +170,12 @@ def test_the_first_view_is_seed_004s_layout_with_every_system(page, judged):
     heads, grid = shown_table(page)
     assert heads[:2] == ["system", "options (first → second)"]  # pinned axes are not columns
     local = next(system for system, _ in grid if system.startswith("local (linux "))
-    assert grid[(local, "none")]["LISTEN"] == ("EADDRINUSE", "o-inuse")
-    assert grid[("winxp-sp3 (windows XP)", "SO_REUSEADDR")]["LISTEN"] == ("ok", "o-ok")
-    assert grid[("winxp-sp3 (windows XP)", "none")]["BOUND"] == ("·", "o-none")
-    assert grid[(HOSTILE + " (windows XP)", "SO_EXCLUSIVEADDRUSE")]["LISTEN"] == ("EADDRINUSE", "o-inuse")
+    assert grid[(local, "none")]["LISTEN"] == ("EADDRINUSE", "m-refused")
+    # seed 004: a second SO_REUSEADDR socket binds beside Windows XP's listener: the port is shared, not ok
+    assert grid[("winxp-sp3 (windows XP)", "SO_REUSEADDR")]["LISTEN"] == ("ok", "m-shared")
+    assert grid[("winxp-sp3 (windows XP)", "SO_REUSEADDR")]["TIME_WAIT"] == ("ok", "m-ok")
+    assert grid[("winxp-sp3 (windows XP)", "none")]["BOUND"] == ("·", "m-none")
+    assert grid[(HOSTILE + " (windows XP)", "SO_EXCLUSIVEADDRUSE")]["LISTEN"] == ("EADDRINUSE", "m-refused")
     text, classes = grid[(local, "SO_REUSEADDR")]["LISTEN"]
     assert text.endswith(layouts.MISMATCH_MARK) and "mismatch" in classes.split()
 
@@ -182,8 +202,8 @@ def test_the_filters_change_the_rows_as_they_should(page, judged):
 
 
 def test_hovering_a_cell_gives_case_expectation_source_and_witness(page, judged):
-    case = judged[(judged["host"] == "local") & (judged["case_id"] == FAKE_MISMATCH)].iloc[0]
-    local = labels.system_label(judged[judged["host"] == "local"]).iloc[0]
+    chosen = (judged["host"] == "local") & (judged["case_id"] == FAKE_MISMATCH)
+    case, local = judged[chosen].iloc[0], labels.system_label(judged)[chosen].iloc[0]
     row = page.find_element(By.XPATH, '//section[@id="{}"]//tr[th[1]="{}" and th[2]="SO_REUSEADDR"]'.format(
         SECTION, local))
     cell = row.find_elements(By.TAG_NAME, "td")[1]  # BOUND, LISTEN, ...
@@ -223,18 +243,144 @@ def test_a_lab_without_a_layout_gets_its_first_parameter_as_columns(tmp_path, mo
     assert len(lab["cells"]) == len(table)  # one row per system and case: every case its own row
 
 
-def test_each_outcome_has_its_colour_and_a_host_in_two_runs_is_two_systems(tmp_path):
+def test_each_cell_has_the_colour_of_its_meaning_and_a_host_in_two_runs_is_two_systems(tmp_path):
     table = judge(load_run(ARCHIVE + "/seed004-2010"), load_expectations([EXPECTATIONS]))
-    outcomes = {"unsupported": "unsupported", "inconclusive": "inconclusive", "error": "error", "EACCES": "errno"}
+    outcomes = {"unsupported": "unsupported", "inconclusive": "inconclusive", "error": "error", "EACCES": "other_error"}
     changed = table.index[table["host"] == "fc6-linux-2.6.18"][:len(outcomes)]
     table.loc[changed, "outcome"] = table.loc[changed, "bind"] = list(outcomes)
     table = pd.concat([table, table[table["host"] == "freebsd-6.2"].assign(run_id="later")], ignore_index=True)
     data = embedded_data(open(report_html.write(table, str(tmp_path / "r.html"), "t"), encoding="utf-8").read())
     (lab,) = data["labs"]
     strings, looks = data["strings"], lab["looks"]
-    kind_of_text = {strings[text]: data["kinds"][kind] for text, kind in zip(looks["text"], looks["kind"])}
-    assert kind_of_text == dict(outcomes, ok="ok", EADDRINUSE="inuse")
+    shown = {(strings[text], data["meanings"][meaning]) for text, meaning in zip(looks["text"], looks["meaning"])}
+    # ok means ok where the first socket no longer listens, shared where it does (Windows XP's LISTEN)
+    assert shown == set(outcomes.items()) | {("ok", "ok"), ("ok", "shared"), ("EADDRINUSE", "refused")}
     systems = [strings[label] for label in lab["systems"]["label"]]
     assert {"freebsd-6.2 (freebsd 6.2-RELEASE) [seed004-2010]", "freebsd-6.2 (freebsd 6.2-RELEASE) [later]",
             "winxp-sp3 (windows XP)"} <= set(systems)
     assert [strings[host] for host in lab["hosts"]].count("freebsd-6.2") == 1  # one host filter entry for both
+
+
+def test_a_takeover_is_a_danger_and_a_refused_restart_is_refused(page, judged):
+    """hijack: a second listener that accepted any of the connections is a takeover, whatever its calls returned;
+    runtime_defaults: a helper whose restart got EADDRINUSE is refused there, in its own cell."""
+    cells = page.execute_script("""
+        return [...document.querySelectorAll("section td")].map(td => [td.closest("section").id, td.textContent,
+                                                                       td.className]);""")
+    hijack = {(text, classes) for section, text, classes in cells if section == "lab-hijack"}
+    took = {text.split(" ")[0] for text, classes in hijack if "m-takeover" in classes.split()}
+    measured = set(judged.loc[judged["lab"] == "hijack", "accepted_by"].dropna())
+    assert took == measured & {"second", "both"}
+    assert not any(text.startswith(("first", "bind")) and "m-takeover" in classes for text, classes in hijack)
+    restarts = judged.loc[(judged["lab"] == "runtime_defaults") & judged["restart"].notna(), "restart"]
+    drawn = page.execute_script("""
+        const section = document.getElementById("lab-runtime_defaults");
+        const heads = [...section.querySelectorAll("thead th")].map(th => th.textContent);
+        return [...section.querySelectorAll("tbody tr")].map(tr => tr.children[heads.indexOf("restart")])
+            .map(td => [td.textContent, td.className]);""")
+    assert sorted(text for text, _ in drawn if text) == sorted(restarts)
+    assert all(classes == {"ok": "m-ok", "EADDRINUSE": "m-refused"}[text] for text, classes in drawn if text)
+
+
+def viewport(driver, width, height):
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                                  "deviceScaleFactor": 1, "mobile": False})
+
+
+def test_the_first_screen_holds_the_key_findings(page, report_file, judged, tmp_path):
+    """At 1400 x 900 the key findings (analysis.findings of the same table) are all on the first screen: whether a
+    server restarts over its TIME_WAIT and with which options, whether another program or user can take over a
+    listener; a screenshot of it is kept."""
+    viewport(page, 1400, 900)
+    try:
+        page.get("file://" + os.path.abspath(report_file))
+        assert page.execute_script("return [window.innerWidth, window.innerHeight]") == [1400, 900]
+        items = page.execute_script("""
+            return [...document.querySelectorAll("#findings li")].map(li => [
+                li.closest("article").id, li.textContent, li.getBoundingClientRect().bottom]);""")
+        expected = key_findings.key_findings(judged)
+        for question, findings in expected.questions:
+            shown = [text for article, text, _ in items if article == "q-" + question.name]
+            assert len(shown) == len(findings)
+            for text, finding in zip(shown, findings):
+                assert finding.text in text and all(system in text for system in finding.systems[:1])
+        assert {question.name for question, _ in expected.questions} >= {"restart", "listener", "verdicts"}
+        assert max(bottom for _, _, bottom in items) <= 900
+        screenshot = str(tmp_path / "first-screen.png")
+        assert page.save_screenshot(screenshot)
+        if os.environ.get("SOCKLAB_KEEP_SCREENSHOT"):  # to look at it: SOCKLAB_KEEP_SCREENSHOT=path
+            shutil.copy(screenshot, os.environ["SOCKLAB_KEEP_SCREENSHOT"])
+        assert Image.open(screenshot).size == (1400, 900)
+    finally:
+        page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def css_rgb(hex_colour):
+    return "rgb({}, {}, {})".format(*palette.rgb(hex_colour))
+
+
+def svg_swatches(path):
+    """{meaning: fill} of the picture's legend, whose swatches carry the id meaning-<name>."""
+    fills = {}
+    for group in ElementTree.parse(path).iter("{http://www.w3.org/2000/svg}g"):
+        if group.get("id", "").startswith("meaning-"):
+            fill = re.search(r"fill: (#[0-9a-f]{6})", next(group.iter("{http://www.w3.org/2000/svg}path")).get("style"))
+            fills[group.get("id")[len("meaning-"):]] = fill.group(1) if fill else "#000000"  # SVG's default fill
+    return fills
+
+
+def test_the_page_and_the_picture_share_one_palette(page, judged, tmp_path):
+    """The page's CSS colours (legend swatches and drawn cells, as Chromium computes them) and the picture's (its
+    SVG legend, its PNG's pixels) are analysis.palette's, meaning for meaning."""
+    page.execute_script("document.querySelectorAll('select').forEach(box => {box.value = '-1'; "
+                        "box.dispatchEvent(new Event('change'));});")  # every row drawn
+    swatches, cells = page.execute_script("""
+        const meaning = node => [...node.classList].find(name => name.startsWith("m-")).slice(2);
+        const swatches = {};
+        document.querySelectorAll(".legend .swatch:not(.mismatch)").forEach(node => {
+            swatches[meaning(node)] = getComputedStyle(node).backgroundColor; });
+        const cells = [...document.querySelectorAll("section.lab td")].map(
+            node => [meaning(node), getComputedStyle(node).backgroundColor]);
+        return [swatches, cells];""")
+    assert swatches == {name: css_rgb(palette.BY_NAME[name].background) for name in swatches}
+    assert {"ok", "refused", "shared", "takeover", "none"} <= set(swatches)
+    assert all(colour == css_rgb(palette.BY_NAME[name].background) for name, colour in cells)
+    png, svg = picture.write(judged, str(tmp_path))
+    fills = svg_swatches(svg)
+    # the picture colours cases, the page also the steps of a lab whose steps are its columns (a value: "set")
+    assert {name: css_rgb(fill) for name, fill in fills.items() if name != "differ"} == {
+        name: colour for name, colour in swatches.items() if name != "value"}
+    assert fills["differ"] == palette.DIFFER.background.lower()
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    drawn = {tuple(int(value) for value in colour) for colour, count in zip(colours, counts) if count >= 50}
+    assert {palette.rgb(palette.BY_NAME[name].background) for name in swatches} <= drawn
+    # every other colour is where two of them meet, or one meets the white page, a black line or letter or a
+    # swatch's grey edge (edges are smoothed): a colour the palette does not have would be none of these
+    ends = [np.array(colour, dtype=float) for colour in sorted(
+        {palette.rgb(colour.background) for colour in palette.MEANINGS} | {(255, 255, 255), (0, 0, 0),
+                                                                           palette.rgb(picture.EDGE)})]
+    strange = [colour for colour in drawn if not between(np.array(colour, dtype=float), ends)]
+    assert strange == []
+
+
+def between(colour, ends, tolerance=4.0):
+    """Whether `colour` lies on the line between two of `ends`."""
+    for position, start in enumerate(ends):
+        for end in ends[position + 1:]:
+            span = end - start
+            share = np.clip(np.dot(colour - start, span) / np.dot(span, span), 0, 1)
+            if np.abs(start + share * span - colour).max() <= tolerance:
+                return True
+    return False
+
+
+def test_the_page_is_one_file_from_its_templates(report_file):
+    text = open(report_file, encoding="utf-8").read()
+    assert "<link" not in text and " src=" not in text  # CSS and script inline: nothing to fetch
+    for name in ("report.css", "report.js"):
+        own = open(os.path.join(REPO, "analysis", "templates", name), encoding="utf-8").read()
+        assert own.strip() in text
+    for colour in palette.MEANINGS:
+        assert ".m-{} {{ background-color: {}; color: {}; }}".format(colour.name, colour.background,
+                                                                      colour.text) in text

@@ -359,6 +359,26 @@ def test_the_tasks_as_a_user_runs_them(runs, tmp_path, invoke):
     compared = invoke("compare", HOST, "winxp-sp3", "--run", second, "--run", os.path.join(REPO, "archive",
                                                                                           "seed004-2010"))
     assert compared.returncode == 0 and "winxp-sp3" in compared.stdout
+
+    # --json: the documented keys, the same answers as the Markdown
+    history = invoke("history", "--host", HOST, "--runs", out, "--json")
+    answer = json.loads(history.stdout)
+    assert history.returncode == 0 and list(answer) == ["host", "runs", "changes"] and answer["host"] == HOST
+    assert [run["run_id"] for run in answer["runs"]] == [os.path.basename(first), os.path.basename(second),
+                                                         "29991231-235959Z"]
+    assert {change["case_id"] for change in answer["changes"]} == {STOLEN, MOVED}
+    (stolen,) = [change for change in answer["changes"] if change["case_id"] == STOLEN]
+    assert list(stolen) == ["run_id", "started", "previous_run_id", "lab", "case_id", "parameters", "before",
+                            "after", "os_release", "facts_changed"]
+    assert (stolen["before"], stolen["after"], stolen["parameters"]["state"]) == ("bind EADDRINUSE", "ok", "LISTEN")
+    compared = invoke("compare", "windows", HOST, "--run", first, "--run", SEED, "--json")
+    answer = json.loads(compared.stdout)
+    assert compared.returncode == 0 and list(answer) == ["a", "b", "systems", "cases_compared", "differences"]
+    assert answer["systems"] == {"windows": ["winxp-sp3 (windows XP)"], HOST: [
+        label for label in answer["systems"][HOST] if label.startswith(HOST + " (linux ")]}
+    assert answer["cases_compared"] == 8
+    assert {(row["lab"], row["case_id"]): (row["a"], row["b"]) for row in answer["differences"]} == XP_VS_LINUX
+    assert answer["differences"][0]["parameters"]["prober"] == "other_process"
     wrong = invoke("regress", "--baseline", str(tmp_path / "nothing-here"), "--current", second)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
 

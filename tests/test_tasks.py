@@ -8,8 +8,9 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis.expectations import judge, load_expectations
+from analysis.expectations import VERDICTS, judge, load_expectations
 from formats.table import load as load_run
+from labs import LABS
 from labs.vocabulary import RESULT_COLUMNS
 from tests.conftest import HOST_RECORD, REPO
 
@@ -29,17 +30,23 @@ def one_line_error(done, *fragments):
 
 
 def assert_check_says_what_the_judge_says(invoke, run_dir):
-    """`check` exits 1 exactly when the run has a mismatch, and prints the count of each verdict the run has."""
+    """`check` exits 1 exactly when the run has a mismatch; its --json gives every verdict's count per host and lab
+    and every mismatch, as the judge does; without --json the counts are a rich table. Returns the --json answer."""
     judged = judge(load_run(str(run_dir)), load_expectations())
-    mismatches = int((judged["verdict"] == "mismatch").sum())
-    checked = invoke("check", "--run", str(run_dir))
-    assert checked.returncode == int(mismatches > 0), checked.stdout + checked.stderr
-    header = next(line for line in checked.stdout.splitlines() if line.split()[:1] == ["verdict"])
-    assert set(header.split()[1:]) == set(judged["verdict"]), header
-    if mismatches:
-        assert "{} mismatches".format(mismatches) in checked.stdout
-    else:
-        assert checked.stdout.strip().endswith("no mismatches")
+    mismatching = int((judged["verdict"] == "mismatch").sum())
+    checked = invoke("check", "--run", str(run_dir), "--json")
+    assert checked.returncode == (1 if mismatching else 0), checked.stdout + checked.stderr
+    answer = json.loads(checked.stdout)
+    assert list(answer) == ["run", "cases", "exit_status", "verdicts", "mismatches"]
+    assert answer["cases"] == len(judged) and answer["exit_status"] == checked.returncode
+    counted = {verdict: sum(row[verdict] for row in answer["verdicts"]) for verdict in VERDICTS}
+    assert counted == {verdict: int((judged["verdict"] == verdict).sum()) for verdict in VERDICTS}
+    assert len(answer["mismatches"]) == mismatching
+    shown = invoke("check", "--run", str(run_dir))
+    assert shown.returncode == checked.returncode
+    assert re.search(r"┃ host\s+┃ lab\s+┃ match\s+┃ mismatch\s+┃", shown.stdout)  # a rich table, not a frame
+    assert "{:,}".format(counted["match"]) in shown.stdout
+    return answer
 
 
 def test_invoke_list_shows_every_task_with_help(invoke):
@@ -66,7 +73,12 @@ def test_run_all_on_the_default_inventory_stores_results_and_report(invoke, tmp_
         assert system in report
     assert (run_dir / "report" / "seed004_layout.csv").exists()
 
-    assert_check_says_what_the_judge_says(invoke, run_dir)
+    # the terminal: each lab's line as it starts (plain lines when not on a terminal), the report a step of its own
+    assert "local: bind_matrix (lab 1 of {}): {:,} cases".format(len(LABS), planned) in done.stderr
+    assert "writing the report of {} ...".format(run_dir) in done.stdout
+    assert re.search(r"report written in \d+\.\d s: ", done.stdout)
+    (verdicts,) = assert_check_says_what_the_judge_says(invoke, run_dir)["verdicts"]
+    assert (verdicts["host"], verdicts["lab"]) == ("local", "bind_matrix")
     assert invoke("report", "--run", str(run_dir)).returncode == 0
 
 
@@ -84,7 +96,8 @@ def test_each_lab_runs_is_checked_and_has_its_report_section(invoke, tmp_path):
     for lab in OTHER_LABS:
         assert "## Lab " + lab in report and (run_dir / "report" / (lab + ".csv")).exists()
         assert 'id="lab-{}"'.format(lab) in page
-    assert_check_says_what_the_judge_says(invoke, run_dir)
+    answer = assert_check_says_what_the_judge_says(invoke, run_dir)
+    assert {row["lab"] for row in answer["verdicts"]} == set(OTHER_LABS)
 
 
 def test_an_interrupted_run_keeps_what_arrived(tmp_path):
