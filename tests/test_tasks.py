@@ -45,7 +45,8 @@ def assert_check_says_what_the_judge_says(invoke, run_dir):
     shown = invoke("check", "--run", str(run_dir))
     assert shown.returncode == checked.returncode
     assert re.search(r"┃ host\s+┃ lab\s+┃ match\s+┃ mismatch\s+┃", shown.stdout)  # a rich table, not a frame
-    assert "{:,}".format(counted["match"]) in shown.stdout
+    for row in answer["verdicts"]:  # a row per host and lab, as --json has them
+        assert re.search(r"│ {}\s+│ {}\s+│\s+{:,} │".format(row["host"], row["lab"], row["match"]), shown.stdout), row
     return answer
 
 
