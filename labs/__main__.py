@@ -1,4 +1,4 @@
-"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--facts] | --serve
+"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--batch K] [--facts] | --serve
 
 Prints JSON lines: {"record": "host", facts...}; per lab {"record": "plan", "lab", "cases"} then one
 {"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. Exit status 2 for
@@ -41,7 +41,20 @@ def plan(names, where, skip):
     return host, plans
 
 
-def run(host, plans, facts_only):
+def results(lab, context, host, chosen, batch=None):
+    """(params, result) of each chosen case, in order. A lab with run_batch runs them in batches of `batch` cases,
+    by default as many as the lab's batch_size(host)."""
+    if not hasattr(lab, "run_batch"):
+        for params in chosen:
+            yield params, lab.run_case(context, params)
+        return
+    size = batch or lab.batch_size(host)
+    for start in range(0, len(chosen), size):
+        part = chosen[start:start + size]
+        yield from zip(part, lab.run_batch(context, part))
+
+
+def run(host, plans, facts_only, batch=None):
     started = time.time()
     emit(dict(record="host", **host))
     if facts_only:
@@ -53,8 +66,7 @@ def run(host, plans, facts_only):
             continue
         context = lab.Context(host)
         try:
-            for params in chosen:
-                result = lab.run_case(context, params)
+            for params, result in results(lab, context, host, chosen, batch):
                 emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
                 count += 1
         finally:
@@ -64,11 +76,20 @@ def run(host, plans, facts_only):
           "cpu_seconds": round(used[0] + used[1] + used[2] + used[3], 3)})
 
 
+def positive(text):
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m labs", description=__doc__.split("\n\n")[1])
     parser.add_argument("--lab", action="append", choices=LABS, help="a lab to run (default: all)")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                         help="run only the cases with one of these values in this parameter column")
+    parser.add_argument("--batch", type=positive, metavar="K",
+                        help="cases a lab that batches runs together (default: what the host allows)")
     parser.add_argument("--facts", action="store_true", help="print the host record only")
     parser.add_argument("--serve", action="store_true",
                         help="take the request from a controller on stdin (see labs/session.py)")
@@ -80,12 +101,12 @@ def main(argv=None):
                 request = read_request(sys.stdin)
                 session = Session(request, sys.stdin)
             else:
-                request = {"labs": args.lab, "where": args.where, "facts": args.facts}
+                request = {"labs": args.lab, "where": args.where, "facts": args.facts, "batch": args.batch}
             names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
             host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {})
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
-        run(host, plans, bool(request.get("facts")))
+        run(host, plans, bool(request.get("facts")), request.get("batch"))
     finally:
         if session is not None:
             session.close()

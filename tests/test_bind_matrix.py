@@ -107,8 +107,7 @@ def test_other_user_prober_runs_unprivileged(context):
     assert uids[0] != "0" and len(set(uids)) == 1
 
 
-def test_probers_end_with_their_context():
-    host = hostfacts.collect("test")
+def test_probers_end_with_their_context(host):
     context = bind_matrix.Context(host)
     processes = [prober.process for prober in context.probers.values() if hasattr(prober, "process")]
     context.close()
