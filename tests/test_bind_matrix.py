@@ -60,6 +60,45 @@ def test_the_whole_matrix_twice_gives_the_same_outcome_in_every_witnessed_case()
     assert differ == []
 
 
+def test_a_case_gives_the_same_outcome_in_a_batch_of_one_and_of_64():
+    """The whole matrix with K=1 and K=64: every case witnessed in both runs has the same outcome and steps, so a
+    case's result does not depend on the cases beside it (distinct fresh ports, SO_REUSEPORT groups and TIME_WAITs
+    of one batch included)."""
+    alone, batched = run_agent("--batch", "1"), run_agent("--batch", "64")
+    assert [case["case_id"] for case in alone] == [case["case_id"] for case in batched]
+    witnessed = [(a, b) for a, b in zip(alone, batched) if "inconclusive" not in (a["outcome"], b["outcome"])]
+    assert len(witnessed) >= 0.99 * len(alone)
+    differ = [(a["case_id"], a["outcome"], b["outcome"]) for a, b in witnessed
+              if (a["outcome"], a.get("bind"), a.get("listen"), a["witness"]) !=
+              (b["outcome"], b.get("bind"), b.get("listen"), b["witness"])]
+    assert differ == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads /proc/net")
+def test_a_whole_table_reader_reads_each_table_once_per_batch(host):
+    """A batch of 40 LISTEN cases (a state that shows at once) under the /proc/net reader: each of its two TCP
+    files is read once for all 40."""
+    with contextlib.closing(bind_matrix.Context(dict(host, witness="/proc/net"))) as context:
+        batch = [case for case in bind_matrix.cases(host) if case["proto"] == "tcp" and case["state"] == "LISTEN"
+                 and case["prober"] == "same_process"][:40]
+        records = bind_matrix.run_batch(context, batch)
+        assert [record["witness"] for record in records] == ["LISTEN"] * 40
+        assert context.witness.reads == {"tcp": 1, "tcp6": 1}
+
+
+def test_batch_size_follows_the_host():
+    """K: descriptors and ephemeral ports bound it, MAX_BATCH caps it."""
+    linux = {"sysctls": {"net.ipv4.ip_local_port_range": "32768 60999"}}
+    freebsd = {"sysctls": {"net.inet.ip.portrange.first": "49152", "net.inet.ip.portrange.last": "49407"}}
+    assert bind_matrix.ephemeral_ports(linux) == 28232
+    assert bind_matrix.ephemeral_ports(freebsd) == 256
+    assert bind_matrix.ephemeral_ports({"sysctls": {}}) == 16384  # IANA's range: Windows, macOS
+    assert bind_matrix.batch_size(freebsd) == 256 // 8 // bind_matrix.CASE_PORTS
+    expected = min(bind_matrix.MAX_BATCH, bind_matrix.descriptor_limit() // 2 // bind_matrix.CASE_DESCRIPTORS,
+                   28232 // 8 // bind_matrix.CASE_PORTS)
+    assert bind_matrix.batch_size(linux) == expected
+
+
 def test_every_axis_is_covered(context):
     host, _ = context
     cases = list(bind_matrix.cases(host))
