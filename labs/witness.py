@@ -355,7 +355,8 @@ UDP_STATE_MASK = (1 << 1) | (1 << 7)
 SOCK_DIAG_TCP_STATES = {**LINUX_TCP_STATES, 7: "BOUND"}
 PER_FAMILY_DUMPS = ((SOCK_DIAG_BY_FAMILY, socket.AF_INET), (SOCK_DIAG_BY_FAMILY, socket.AF_INET6))
 NETLINK_TIMEOUT = 5.0  # the kernel answers at once; this only turns a lost reply into an error, not a hang
-TCP_CLOSE, TCP_LISTEN, TCP_BOUND_INACTIVE = 7, 10, 13
+TCP_CLOSE, TCP_LISTEN = 7, 10
+SO_ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", 30)  # Linux <asm-generic/socket.h>
 INET_DIAG_NOCOOKIE = 0xFFFFFFFF  # both cookie words: the kernel skips its cookie check
 LOOKUPS_IN_FLIGHT = 32  # exact requests per message: their replies stay well inside the socket's receive buffer
 PROTOCOL_NUMBERS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
@@ -407,11 +408,11 @@ class SockDiagReader(Reader):
         its established table) and of the UDP table (hashed by port) over the batch's ports: both walks are
         bounded by the listeners and UDP sockets the host holds, not by its connections. An entry there that is
         not a case's own socket is a stranger;
-      - a TCP socket that is open, unconnected and not listening is bound only: no lookup hash holds it, so where
-        the kernel dumps bound-only sockets (TCP_BOUND_INACTIVE, Linux >= 6.8) the batch adds that dump for its
-        ports (the kernel walks its bind table, then its established table: a cost that grows with the host's
-        connections, once per batch that has such a socket), else the case's own witness applies
-        (sees_bound_tcp False for it, labs/bind_matrix.py);
+      - a TCP socket that is open and unconnected but not found is bound only: no lookup hash holds it, and the
+        one dump that lists such sockets (TCP_BOUND_INACTIVE, Linux >= 6.8) walks the bind table and then the
+        whole established table, a cost that grows with the host's connections. Its witness is its own word
+        instead: getsockname() names the watched port and SO_ACCEPTCONN says it is not listening (a listener
+        would also be in the listening dump); it is then one BOUND entry, the case's own;
       - nothing else can be on a watched port: the port was fresh (labs.endpoints.fresh_port: no socket of either
         family held it, TIME_WAIT included), the case bound it at once, and connect() never picks a port that an
         explicit bind() holds (__inet_hash_connect skips a bind bucket whose fastreuse >= 0), so every connection
@@ -503,14 +504,15 @@ class SockDiagReader(Reader):
         seen = [set() for _ in watches]  # inodes of the entries already read, per watch
         states = [[] for _ in watches]
         strangers = [0] * len(watches)
-        bound_only = set()  # ports with an open TCP socket that no lookup found: bound only, if anything
         answers = iter(found)
         for index, watch in enumerate(watches):
             for end in watch.ends:
                 answer = next(answers)
                 if answer is None:
-                    if watch.proto == "tcp" and end.sock is not None and end.remote is None:
-                        bound_only.add(watch.port)
+                    if watch.proto == "tcp" and end.sock is not None and end.remote is None and \
+                            _bound_only(end.sock, watch.port):
+                        seen[index].add(_inode(end.sock))
+                        states[index].append("BOUND")
                     continue
                 number, inode = answer
                 if inode and inode in seen[index]:  # TIME_WAIT entries have no inode: each is its own
@@ -520,7 +522,8 @@ class SockDiagReader(Reader):
                 strangers[index] += not mine
                 states[index].append(self._state(watch.proto, number))
         where = {(watch.proto, watch.port): index for index, watch in enumerate(watches)}
-        for proto, mask in self._stranger_dumps(bound_only):
+        # listeners (a LISTEN-only mask: the kernel skips its established table) and UDP sockets
+        for proto, mask in (("tcp", 1 << TCP_LISTEN), ("udp", UDP_STATE_MASK)):
             ports = frozenset(watch.port for watch in watches if watch.proto == proto)
             if not ports:
                 continue
@@ -532,14 +535,6 @@ class SockDiagReader(Reader):
                 strangers[index] += inode not in own[index]
                 states[index].append(self._state(proto, number))
         return [Reading(tuple(named), count) for named, count in zip(states, strangers)]
-
-    def _stranger_dumps(self, bound_only):
-        """(proto, state mask) of the dumps that show what else is on the watched ports: listeners (and bound-only
-        sockets where some case's socket is bound only and the kernel lists them), UDP sockets."""
-        tcp = 1 << TCP_LISTEN
-        if bound_only and self.sees_bound_tcp:
-            tcp |= 1 << TCP_BOUND_INACTIVE
-        return (("tcp", tcp), ("udp", UDP_STATE_MASK))
 
     @staticmethod
     def _state(proto, number):
@@ -697,6 +692,11 @@ def _loopback_socket(kind):
         except OSError:
             sock.close()
     return None
+
+
+def _bound_only(sock, port):
+    """Whether an open TCP socket says it holds `port` and is not listening."""
+    return sock.getsockname()[1] == port and not sock.getsockopt(socket.SOL_SOCKET, SO_ACCEPTCONN)
 
 
 def _inode(sock):
