@@ -281,6 +281,13 @@ def end_all(records, indexes, exc):
             raise exc
 
 
+def second_request(earlier):
+    """What the prober is asked for a case: the second socket's protocol, family, address, options, and the port."""
+    params = earlier.params
+    return {"proto": params["proto"], "family": params["family"], "addr": params["second_addr"],
+            "port": earlier.port, "opts": split_options(params["second_opts"])}
+
+
 def try_seconds(context, witnessed, records):
     """The second socket of each witnessed case, one message per prober: the probers in other processes are sent
     theirs first, so they work while the agent tries the same-process ones."""
@@ -290,9 +297,7 @@ def try_seconds(context, witnessed, records):
     started = []
     for name in sorted(groups, key=lambda name: context.probers[name].in_agent):
         group = groups[name]
-        requests = [{"proto": earlier.params["proto"], "family": earlier.params["family"],
-                     "addr": earlier.params["second_addr"], "port": earlier.port,
-                     "opts": split_options(earlier.params["second_opts"])} for _, earlier in group]
+        requests = [second_request(earlier) for _, earlier in group]
         try:
             started.append((group, context.probers[name].start_batch(requests)))
         except FAILURES as exc:
