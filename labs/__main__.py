@@ -1,4 +1,4 @@
-"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--batch K] [--facts] | --serve
+"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--batch K] [--workers W] [--facts] | --serve
 
 Prints JSON lines: {"record": "host", facts...}; per lab {"record": "plan", "lab", "cases"} then one
 {"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. Exit status 2 for
@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from labs import LABS, case_id, hostfacts, module
+from labs import LABS, case_id, endpoints, hostfacts, module
+from labs import workers as labs_workers
 from labs.selection import check_where, parse_where, selected
 from labs.session import Session, read_request
 from labs.sockopts import platform_family
@@ -41,20 +42,30 @@ def plan(names, where, skip):
     return host, plans
 
 
-def results(lab, context, host, chosen, batch=None):
-    """(params, result) of each chosen case, in order. A lab with run_batch runs them in batches of `batch` cases,
-    by default as many as the lab's batch_size(host)."""
-    if not hasattr(lab, "run_batch"):
-        for params in chosen:
-            yield params, lab.run_case(context, params)
-        return
-    size = batch or lab.batch_size(host)
-    for start in range(0, len(chosen), size):
-        part = chosen[start:start + size]
-        yield from zip(part, lab.run_batch(context, part))
+def results(name, lab, host, chosen, batch=None, workers=None):
+    """(params, result) of each chosen case, in order. A lab with run_batch runs them in batches of `batch` cases
+    (by default the lab's batch_size for this host and this many workers), spread over `workers` processes (by
+    default one per core: labs/workers.py) when there is more than one batch."""
+    endpoints.set_port_share(0, 1, endpoints.ephemeral_range(host))
+    if hasattr(lab, "run_batch"):
+        workers = labs_workers.count(workers)
+        size = batch or lab.batch_size(host, workers)
+        batches = [chosen[start:start + size] for start in range(0, len(chosen), size)]
+        if min(workers, len(batches)) > 1:
+            yield from labs_workers.run(name, host, batches, min(workers, len(batches)))
+            return
+    else:
+        batches = [[params] for params in chosen]
+    context = lab.Context(host)
+    try:
+        for part in batches:
+            yield from zip(part, lab.run_batch(context, part) if hasattr(lab, "run_batch")
+                           else [lab.run_case(context, part[0])])
+    finally:
+        context.close()
 
 
-def run(host, plans, facts_only, batch=None):
+def run(host, plans, facts_only, batch=None, workers=None):
     started = time.time()
     emit(dict(record="host", **host))
     if facts_only:
@@ -64,14 +75,10 @@ def run(host, plans, facts_only, batch=None):
         emit({"record": "plan", "lab": name, "cases": len(chosen)})
         if not chosen:
             continue
-        context = lab.Context(host)
-        try:
-            for params, result in results(lab, context, host, chosen, batch):
-                emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
-                count += 1
-        finally:
-            context.close()
-    used = os.times()  # the probers are waited for by now, so their CPU time is in the children's share
+        for params, result in results(name, lab, host, chosen, batch, workers):
+            emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
+            count += 1
+    used = os.times()  # probers and workers are waited for by now, so their CPU time is in the children's share
     emit({"record": "end", "cases": count, "seconds": round(time.time() - started, 3),
           "cpu_seconds": round(used[0] + used[1] + used[2] + used[3], 3)})
 
@@ -90,6 +97,8 @@ def main(argv=None):
                         help="run only the cases with one of these values in this parameter column")
     parser.add_argument("--batch", type=positive, metavar="K",
                         help="cases a lab that batches runs together (default: what the host allows)")
+    parser.add_argument("--workers", type=positive, metavar="W",
+                        help="processes a lab that batches spreads its batches over (default: one per core)")
     parser.add_argument("--facts", action="store_true", help="print the host record only")
     parser.add_argument("--serve", action="store_true",
                         help="take the request from a controller on stdin (see labs/session.py)")
@@ -101,12 +110,13 @@ def main(argv=None):
                 request = read_request(sys.stdin)
                 session = Session(request, sys.stdin)
             else:
-                request = {"labs": args.lab, "where": args.where, "facts": args.facts, "batch": args.batch}
+                request = {"labs": args.lab, "where": args.where, "facts": args.facts, "batch": args.batch,
+                           "workers": args.workers}
             names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
             host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {})
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
-        run(host, plans, bool(request.get("facts")), request.get("batch"))
+        run(host, plans, bool(request.get("facts")), request.get("batch"), request.get("workers"))
     finally:
         if session is not None:
             session.close()

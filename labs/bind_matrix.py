@@ -4,7 +4,8 @@ Seed 004's experiment generalised: an earlier ("first") socket is put into a sta
 witnessed in the OS connection table, then a second socket with its own options tries bind() (and listen() for
 TCP) on the same port, from another process, the same process, or another user.
 
-Cases run in batches of K (batch_size: what the host's descriptor limit and ephemeral port range allow): the
+Cases run in batches of K (batch_size: what the host's descriptor limit and ephemeral port range allow), spread
+over worker processes by the agent (labs/workers.py; the output keeps the plan's order): the
 earlier sockets of all K are driven into their states, each on its own fresh port, then witnessed together (one
 witness.read per round for the whole batch: one read of each table where the OS gives only whole tables), then
 each prober gets the second-socket attempts of its cases in one message, then the K are closed. A case's result
@@ -72,7 +73,6 @@ CASE_DESCRIPTORS = 3
 CASE_PORTS = 2
 # Past this many cases a batch saves nothing measurable (a table read, a prober message, is shared by all of them)
 MAX_BATCH = 256
-IANA_EPHEMERAL = (49152, 65535)  # the range of Windows and macOS, and the default where the host does not say
 
 
 def descriptor_limit():
@@ -87,25 +87,18 @@ def descriptor_limit():
 
 
 def ephemeral_ports(host):
-    """How many ports the host's ephemeral range holds, from its sysctls (Linux, FreeBSD, macOS), else IANA's."""
-    sysctls = host.get("sysctls") or {}
-    try:
-        if "net.ipv4.ip_local_port_range" in sysctls:
-            low, high = map(int, sysctls["net.ipv4.ip_local_port_range"].split())
-        else:
-            low, high = int(sysctls["net.inet.ip.portrange.first"]), int(sysctls["net.inet.ip.portrange.last"])
-    except (KeyError, ValueError):
-        low, high = IANA_EPHEMERAL
+    """How many ports the host's ephemeral range holds (labs.endpoints.ephemeral_range)."""
+    low, high = endpoints.ephemeral_range(host)
     return high - low + 1
 
 
-def batch_size(host):
-    """K, the cases of a batch on this host: at most MAX_BATCH; their descriptors at most half of what the agent
-    may open (the rest: probers' pipes, the witness, Python itself); their ports at most an eighth of the
-    ephemeral range (the rest: the host's own connections, and the TIME_WAITs earlier batches left, each holding
-    its port for the TIME_WAIT period)."""
+def batch_size(host, workers=1):
+    """K, the cases of a batch on this host when `workers` processes run batches at once: at most MAX_BATCH; their
+    descriptors at most half of what a process may open (the rest: probers' pipes, the witness, Python itself); the
+    ports of all the workers' batches at most an eighth of the ephemeral range (the rest: the host's own
+    connections, and the TIME_WAITs earlier batches left, each holding its port for the TIME_WAIT period)."""
     return max(1, min(MAX_BATCH, descriptor_limit() // 2 // CASE_DESCRIPTORS,
-                      ephemeral_ports(host) // 8 // CASE_PORTS))
+                      ephemeral_ports(host) // 8 // CASE_PORTS // workers))
 
 
 class Context:

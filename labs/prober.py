@@ -27,7 +27,8 @@ from labs.sockopts import Options, error_name, platform_family
 from labs.vocabulary import OK
 
 UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
-# Prober processes still running: the session (labs/session.py) ends them if the controller goes away.
+# Prober and worker processes still running (each has .process): the session (labs/session.py) ends them if the
+# controller goes away.
 LIVE = set()
 
 
@@ -200,7 +201,7 @@ class ProberProcess:
 
 
 def kill_all():
-    """End every prober process at once (the agent is about to exit without closing its labs)."""
+    """End every prober and worker process at once (the agent is about to exit without closing its labs)."""
     for prober in list(LIVE):
         prober.process.kill()
 
