@@ -415,6 +415,7 @@ def bench(c, rounds=3, where=None):
     most 1.5x the time of one."""
     from collect import bench as figures
     from labs import bind_matrix, hostfacts
+    from labs import workers as labs_workers
     from labs.sockopts import platform_family
     from labs.witness import Witness
     out = console()
@@ -431,22 +432,27 @@ def bench(c, rounds=3, where=None):
     floor = max(cases / seconds for cases, seconds in (figures.floor_cells_per_second(host) for _ in range(rounds)))
     out.print("floor: the matrix's {:,} cases driven by events in one process, second bind in the same process, no "
               "witness: {:,.0f} cells/s (best of {})".format(len(list(bind_matrix.cases(host))), floor, rounds))
-    quiet = bind_matrix_rounds(out, figures.cells_per_second, rounds, "quiet", floor)
-    out.print("target: >= 5,000 cells/s quiet (best round {:,.0f})".format(quiet))
+    workers = labs_workers.count()
+    quiet = bind_matrix_rounds(out, figures.cells_per_second, rounds, "quiet, {} worker(s)".format(workers), floor)
+    alone = bind_matrix_rounds(out, lambda: figures.cells_per_second(workers=1), rounds, "quiet, one process",
+                               floor)
+    out.print("target: >= 5,000 cells/s quiet (best round {:,.0f}); {} workers / one process: {:.2f}x".format(
+        quiet, workers, quiet / alone))
     if os.geteuid() == 0:
         with figures.time_wait_namespace(100_000) as (launcher, made, now):
             busy = bind_matrix_rounds(out, lambda: figures.cells_per_second(launcher), rounds,
-                                      "with {:,} TIME_WAIT entries in its network namespace".format(made), floor)
+                                      "{:,} TIME_WAIT entries in its network namespace, {} worker(s)".format(
+                                          made, workers), floor)
             left = now()
         out.print("with TIME_WAITs / quiet: {:.0%} (target >= 80%); {:,} of them left when the rounds ended; the "
                   "namespace is removed".format(busy / quiet, left))
     else:
         out.print("bind_matrix with 100,000 TIME_WAITs: skipped (its network namespace needs root)")
     for method in ("sock_diag", "/proc/net") if platform_family() == "linux" else ():
-        reads, cases, size = figures.reads_per_case(host, method)
+        reads, cases, size = figures.reads_per_case(host, method, workers)
         out.print("witness reads per case, {} (the whole matrix, {:,} cases in batches of {}): {}".format(
             method, cases, size, ", ".join("{} {:.3f}".format(kind, count) for kind, count in reads.items())))
-    size = bind_matrix.batch_size(host)
+    size = bind_matrix.batch_size(host, workers)
     for os_family, name, sample in figures.RECORDED_NETSTAT if os.name == "posix" else ():
         out.print("witness reads per case, {} (recorded; a batch of {} TCP cases in their states): {:.4f} netstat "
                   "runs".format(name, size, figures.recorded_reads_per_case(os_family, sample, size)))

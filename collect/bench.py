@@ -33,10 +33,12 @@ from collect.transports import for_host
 AGENT_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def cells_per_second(launcher=()):
+def cells_per_second(launcher=(), workers=None):
     """(cells, seconds, witness method) of the whole bind matrix as the agent runs it by hand (every prober, witness
-    on every case), from its plan record to its end record; under `launcher` (["ip", "netns", "exec", NAME])."""
-    command = list(launcher) + [sys.executable, "-m", "labs", "--lab", "bind_matrix"]
+    on every case), from its plan record to its end record; under `launcher` (["ip", "netns", "exec", NAME]); in
+    `workers` processes (default: the agent's, one per core)."""
+    command = list(launcher) + [sys.executable, "-m", "labs", "--lab", "bind_matrix"] + (
+        ["--workers", str(workers)] if workers else [])
     cases, started, witness = 0, None, None
     with subprocess.Popen(command, cwd=AGENT_HOME, stdout=subprocess.PIPE, text=True) as agent:
         for line in agent.stdout:
@@ -140,12 +142,12 @@ def time_wait_namespace(count):
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
-def reads_per_case(host, method):
-    """({kind: requests per case}, cases, batch size) of the witness reader `method` over the whole matrix, run as
-    the agent runs it (batches of batch_size(host), every prober), in this process."""
+def reads_per_case(host, method, workers=1):
+    """({kind: requests per case}, cases, batch size) of the witness reader `method` over the whole matrix, in
+    this process, in the batches the agent makes with `workers` workers (every prober)."""
     from labs import bind_matrix
     cases = list(bind_matrix.cases(host))
-    size = bind_matrix.batch_size(host)
+    size = bind_matrix.batch_size(host, workers)
     context = bind_matrix.Context(dict(host, witness=method))
     try:
         for start in range(0, len(cases), size):

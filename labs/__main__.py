@@ -19,8 +19,8 @@ from labs.sockopts import platform_family
 from labs.witness import Witness
 
 
-def emit(record):
-    sys.stdout.write(json.dumps(record) + "\n")
+def emit(*records):
+    sys.stdout.write("".join(json.dumps(record) + "\n" for record in records))
     sys.stdout.flush()  # the controller stores each line as it arrives: nothing waits in a buffer
 
 
@@ -43,9 +43,10 @@ def plan(names, where, skip):
 
 
 def results(name, lab, host, chosen, batch=None, workers=None):
-    """(params, result) of each chosen case, in order. A lab with run_batch runs them in batches of `batch` cases
-    (by default the lab's batch_size for this host and this many workers), spread over `workers` processes (by
-    default one per core: labs/workers.py) when there is more than one batch."""
+    """[(params, result)] of each batch of the chosen cases, in order. A lab with run_batch runs them in batches of
+    `batch` cases (by default the lab's batch_size for this host and this many workers), spread over `workers`
+    processes (by default one per core: labs/workers.py) when there is more than one batch; other labs one case at
+    a time."""
     endpoints.set_port_share(0, 1, endpoints.ephemeral_range(host))
     if hasattr(lab, "run_batch"):
         workers = labs_workers.count(workers)
@@ -59,8 +60,8 @@ def results(name, lab, host, chosen, batch=None, workers=None):
     context = lab.Context(host)
     try:
         for part in batches:
-            yield from zip(part, lab.run_batch(context, part) if hasattr(lab, "run_batch")
-                           else [lab.run_case(context, part[0])])
+            yield list(zip(part, lab.run_batch(context, part) if hasattr(lab, "run_batch")
+                           else [lab.run_case(context, part[0])]))
     finally:
         context.close()
 
@@ -75,9 +76,10 @@ def run(host, plans, facts_only, batch=None, workers=None):
         emit({"record": "plan", "lab": name, "cases": len(chosen)})
         if not chosen:
             continue
-        for params, result in results(name, lab, host, chosen, batch, workers):
-            emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
-            count += 1
+        for done in results(name, lab, host, chosen, batch, workers):
+            emit(*(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result)
+                   for params, result in done))
+            count += len(done)
     used = os.times()  # probers and workers are waited for by now, so their CPU time is in the children's share
     emit({"record": "end", "cases": count, "seconds": round(time.time() - started, 3),
           "cpu_seconds": round(used[0] + used[1] + used[2] + used[3], 3)})

@@ -69,11 +69,11 @@ class Worker:
 
 
 def run(name, host, batches, workers):
-    """(params, result) of every case of `batches` (lists of a lab's cases), in order, from `workers` processes."""
+    """[(params, result)] of each of `batches` (lists of a lab's cases), in order, from `workers` processes."""
     started = [Worker(name, host, batches[number::workers], number, workers) for number in range(workers)]
     try:
         for number, batch in enumerate(batches):
-            yield from zip(batch, started[number % workers].results())
+            yield list(zip(batch, started[number % workers].results()))
     finally:
         for worker in started:
             worker.close()
