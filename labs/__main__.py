@@ -19,9 +19,11 @@ from labs.sockopts import platform_family
 from labs.witness import Witness
 
 
-def emit(*records):
-    sys.stdout.write("".join(json.dumps(record) + "\n" for record in records))
-    sys.stdout.flush()  # the controller stores each line as it arrives: nothing waits in a buffer
+def emit(record):
+    # one line a write: the controller stores each line as it arrives, nothing waits in a buffer, and a broken link
+    # cuts the output between lines
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
 
 
 def plan(names, where, skip):
@@ -77,8 +79,8 @@ def run(host, plans, facts_only, batch=None, workers=None):
         if not chosen:
             continue
         for done in results(name, lab, host, chosen, batch, workers):
-            emit(*(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result)
-                   for params, result in done))
+            for params, result in done:
+                emit(dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result))
             count += len(done)
     used = os.times()  # probers and workers are waited for by now, so their CPU time is in the children's share
     emit({"record": "end", "cases": count, "seconds": round(time.time() - started, 3),
