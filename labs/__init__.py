@@ -16,6 +16,11 @@ JSON line per case. One module per lab; LABS names them in the order they run. A
     run_case(context, params)   runs one case; returns outcome, witness, detail, errno and its STEPS / MEASURES
                                 (a case ended early, unsupported, inconclusive or error: labs/outcomes.py)
 
+and may have (bind_matrix has; the agent then runs its cases in batches, spread over worker processes)
+
+    run_batch(context, batch)   runs a list of cases together; returns their results, in order, as run_case would
+    batch_size(host, workers)   how many cases a batch may hold on this host with that many workers at once
+
 A run of every lab on one host takes well under a minute; socketpair_churn's default size is the slowest part.
 """
 

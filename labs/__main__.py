@@ -1,4 +1,5 @@
-"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--facts] [--out FILE] | --serve
+"""python3 -m labs [--lab NAME]... [--where COLUMN=VALUE[,VALUE]]... [--batch K] [--workers W] [--facts] [--out FILE]
+                   | --serve
 
 Prints JSON lines: {"record": "host", facts...}; per lab {"record": "plan", "lab", "cases"} then one
 {"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. Exit status 2 for
@@ -18,17 +19,14 @@ import json
 import os
 import sys
 import time
-import traceback
 
-from labs import LABS, case_id, hostfacts, module
+from labs import LABS, case_id, endpoints, hostfacts, module
+from labs import workers as labs_workers
+from labs.outcomes import failure, guarded_results, unexpected
 from labs.selection import check_where, parse_where, selected
 from labs.session import Session, read_request
 from labs.sockopts import platform_family
-from labs.vocabulary import ERROR
 from labs.witness import Witness, WitnessError
-
-
-LABS_FOLDER = os.path.dirname(os.path.abspath(__file__))  # inside the .pyz too: .../socklab-agent.pyz/labs
 
 
 def emit(out, record):
@@ -36,19 +34,10 @@ def emit(out, record):
 
 
 def send(out, line):
+    # one line a write: the controller stores each line as it arrives, nothing waits in a buffer, and a broken link
+    # cuts the output between lines
     out.write(line + "\n")
-    out.flush()  # the controller stores each line as it arrives: nothing waits in a buffer
-
-
-def unexpected(exc):
-    """An exception no lab turned into an outcome, as a detail: its type, the innermost place in labs/ that it
-    passed through, its message."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [frame for frame in frames if os.path.abspath(frame.filename).startswith(LABS_FOLDER + os.sep)]
-    where = ""
-    if ours:
-        where = " in labs/{}:{} ({})".format(os.path.basename(ours[-1].filename), ours[-1].lineno, ours[-1].name)
-    return "unexpected {}{}: {}".format(type(exc).__name__, where, exc)
+    out.flush()
 
 
 def witness_method():
@@ -77,7 +66,36 @@ def plan(names, where, skip):
     return host, plans
 
 
-def run(host, plans, facts_only, out):
+def results(name, lab, host, chosen, batch=None, workers=None):
+    """[(params, result)] of each batch of the chosen cases, in order. A lab with run_batch runs them in batches of
+    `batch` cases (by default the lab's batch_size for this host and this many workers), spread over `workers`
+    processes (by default one per core: labs/workers.py) when there is more than one batch; other labs one case at
+    a time. What no lab foresaw (a lab that cannot start, a bug, a host no lab expected) is the error of the cases
+    it hit, and the run goes on (outcomes.guarded_results)."""
+    endpoints.set_port_share(0, 1, endpoints.ephemeral_range(host))
+    if hasattr(lab, "run_batch"):
+        workers = labs_workers.count(workers)
+        size = batch or lab.batch_size(host, workers)
+        batches = [chosen[start:start + size] for start in range(0, len(chosen), size)]
+        if min(workers, len(batches)) > 1:
+            yield from labs_workers.run(name, host, batches, min(workers, len(batches)))
+            return
+    else:
+        batches = [[params] for params in chosen]
+    try:
+        context = lab.Context(host)
+    except Exception as exc:  # the lab cannot start here: each of its cases says why
+        failed = failure("the lab could not start: " + unexpected(exc))
+        yield [(params, failed) for params in chosen]
+        return
+    try:
+        for part in batches:
+            yield list(zip(part, guarded_results(lab, context, part)))
+    finally:
+        close_context(name, context)
+
+
+def run(host, plans, facts_only, out, batch=None, workers=None):
     """Emits the host record, then (unless `facts_only`) each lab's plan and cases and the end record, to `out`."""
     started = time.time()
     emit(out, dict(record="host", **host))
@@ -88,35 +106,21 @@ def run(host, plans, facts_only, out):
         emit(out, {"record": "plan", "lab": name, "cases": len(chosen)})
         if not chosen:
             continue
-        try:
-            context = lab.Context(host)
-        except Exception as exc:  # the lab cannot start here: each of its cases says why
-            failed = "the lab could not start: " + unexpected(exc)
-            for params in chosen:
-                emit(out, case_record(name, lab, params, failure(failed)))
-            count += len(chosen)
-            continue
-        try:
-            for params in chosen:
+        for done in results(name, lab, host, chosen, batch, workers):
+            for params, result in done:
                 try:  # a value JSON cannot hold is this case's failure too
-                    line = json.dumps(case_record(name, lab, params, lab.run_case(context, params)))
-                except Exception as exc:  # a bug, or a host no lab foresaw: this case only
+                    line = json.dumps(case_record(name, lab, params, result))
+                except Exception as exc:
                     line = json.dumps(case_record(name, lab, params, failure(unexpected(exc))))
                 send(out, line)
-                count += 1
-        finally:
-            close_context(name, context)
-    used = os.times()  # the probers are waited for by now, so their CPU time is in the children's share
+            count += len(done)
+    used = os.times()  # probers and workers are waited for by now, so their CPU time is in the children's share
     emit(out, {"record": "end", "cases": count, "seconds": round(time.time() - started, 3),
-          "cpu_seconds": round(used[0] + used[1] + used[2] + used[3], 3)})
+               "cpu_seconds": round(used[0] + used[1] + used[2] + used[3], 3)})
 
 
 def case_record(name, lab, params, result):
     return dict(record="case", lab=name, case_id=case_id(lab, params), **params, **result)
-
-
-def failure(detail):
-    return {"outcome": ERROR, "witness": "", "detail": detail, "errno": None}
 
 
 def close_context(name, context):
@@ -127,11 +131,22 @@ def close_context(name, context):
         sys.stderr.write("socklab agent: {}: closing it: {}\n".format(name, unexpected(exc)))
 
 
+def positive(text):
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m labs", description=__doc__.split("\n\n")[1])
     parser.add_argument("--lab", action="append", choices=LABS, help="a lab to run (default: all)")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                         help="run only the cases with one of these values in this parameter column")
+    parser.add_argument("--batch", type=positive, metavar="K",
+                        help="cases a lab that batches runs together (default: what the host allows)")
+    parser.add_argument("--workers", type=positive, metavar="W",
+                        help="processes a lab that batches spreads its batches over (default: one per core)")
     parser.add_argument("--facts", action="store_true", help="print the host record only")
     parser.add_argument("--out", metavar="FILE",
                         help="write the JSON lines to FILE (UTF-8, LF line endings) instead of standard output")
@@ -145,20 +160,22 @@ def main(argv=None):
                 request = read_request(sys.stdin)
                 session = Session(request, sys.stdin)
             else:
-                request = {"labs": args.lab, "where": args.where, "facts": args.facts}
+                request = {"labs": args.lab, "where": args.where, "facts": args.facts, "batch": args.batch,
+                           "workers": args.workers}
             names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
             host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {})
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
+        facts_only, batch, workers = bool(request.get("facts")), request.get("batch"), request.get("workers")
         if args.out:
             try:
                 out = open(args.out, "w", encoding="utf-8", newline="\n")
             except OSError as exc:
                 parser.exit(2, "{}: error: --out {}: {}\n".format(parser.prog, args.out, exc.strerror))
             with out:
-                run(host, plans, bool(request.get("facts")), out)
+                run(host, plans, facts_only, out, batch, workers)
         else:
-            run(host, plans, bool(request.get("facts")), sys.stdout)
+            run(host, plans, facts_only, sys.stdout, batch, workers)
     finally:
         if session is not None:
             session.close()

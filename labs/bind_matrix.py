@@ -3,18 +3,25 @@
 Seed 004's experiment generalised: an earlier ("first") socket is put into a state on a fresh port, the state is
 witnessed in the OS connection table, then a second socket with its own options tries bind() (and listen() for
 TCP) on the same port, from another process, the same process, or another user.
+
+Cases run in batches of K (batch_size: what the host's descriptor limit and ephemeral port range allow), spread
+over worker processes by the agent (labs/workers.py; the output keeps the plan's order): the
+earlier sockets of all K are driven into their states, each on its own fresh port, then witnessed together (one
+witness.read per round for the whole batch: one read of each table where the OS gives only whole tables), then
+each prober gets the second-socket attempts of its cases in one message, then the K are closed. A case's result
+does not depend on its batch: its sockets are on a port no other case uses (so no other case's socket, SO_REUSEPORT
+group or TIME_WAIT is on it), and the witness confirms that nothing but the case's own sockets is there.
 """
 import itertools
 import socket
 
 from labs import endpoints
 from labs.connection import STATE_DEADLINE, OpenSockets, expect_eof
-from labs.outcomes import Unsupported, Unwitnessed, record_steps, recorded
-from labs.polling import poll
+from labs.outcomes import FAILURES, Unsupported, Unwitnessed, record_steps, recorded
 from labs.prober import ProberProcess, SameProcess, unprivileged_user
 from labs.sockopts import Options, error_name
 from labs.vocabulary import OK, UNSUPPORTED, join_options, join_states, split_options
-from labs.witness import Witness
+from labs.witness import End, Watch, Witness, watch
 
 PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober")
 
@@ -60,12 +67,47 @@ def cases(host):
                                         prober)))
 
 
+# What one case holds while its batch runs: descriptors (listener, client and accepted end; UDP: the socket and its
+# peer) and ports of the ephemeral range (its fresh port, and its client's).
+CASE_DESCRIPTORS = 3
+CASE_PORTS = 2
+# Past this many cases a batch saves nothing measurable (a table read, a prober message, is shared by all of them)
+MAX_BATCH = 256
+
+
+def descriptor_limit():
+    """How many descriptors this process may open (RLIMIT_NOFILE's soft limit); where there is no such limit on
+    sockets (Windows), MAX_BATCH's worth."""
+    try:
+        import resource
+    except ImportError:
+        return 2 * MAX_BATCH * CASE_DESCRIPTORS
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
+
+
+def ephemeral_ports(host):
+    """How many ports the host's ephemeral range holds (labs.endpoints.ephemeral_range)."""
+    low, high = endpoints.ephemeral_range(host)
+    return high - low + 1
+
+
+def batch_size(host, workers=1):
+    """K, the cases of a batch on this host when `workers` processes run batches at once: at most MAX_BATCH; their
+    descriptors at most half of what a process may open (the rest: probers' pipes, the witness, Python itself); the
+    ports of all the workers' batches at most an eighth of the ephemeral range (the rest: the host's own
+    connections, and the TIME_WAITs earlier batches left, each holding its port for the TIME_WAIT period)."""
+    return max(1, min(MAX_BATCH, descriptor_limit() // 2 // CASE_DESCRIPTORS,
+                      ephemeral_ports(host) // 8 // CASE_PORTS // workers))
+
+
 class Context:
-    """What the cases of one run share: option constants, the witness, and the probers."""
+    """What the cases of one run share: option constants, the witness (the reader the host facts name), and the
+    probers."""
 
     def __init__(self, host):
         self.options = Options(host["os_family"])
-        self.witness = Witness(host["os_family"])
+        self.witness = Witness(host["os_family"], host.get("witness"))
         self.probers = {"other_process": ProberProcess(), "same_process": SameProcess(self.options)}
         user = unprivileged_user() if host["admin"] else None
         if user:
@@ -85,6 +127,7 @@ class Earlier(OpenSockets):
         OpenSockets.__init__(self, context.options)
         self.params = params
         self.first = self.server = self.client = None
+        self.closed_ends = []  # the case's sockets on its port that it closed, as the witness finds them
 
     def bind(self):
         params = self.params
@@ -113,9 +156,16 @@ class Earlier(OpenSockets):
 
     def close_server_first(self):
         """The server side sends FIN; once the client's recv() sees it, the client ACKs it: FIN_WAIT_2."""
+        self.closed_ends.append(End(self.server).closed())
         self.close_one(self.server)
         expect_eof(self.client)
         self.options.ack_now(self.client)
+
+    def watch(self):
+        """What the witness reads for this case: its port, and the sockets it made there (the first socket unless
+        closed: a closed listener must be gone; the server's accepted end, open or closed)."""
+        ends = [End(sock) for sock in (self.first, self.server) if sock in self.open_sockets]
+        return Watch(self.params["proto"], self.port, ends + self.closed_ends)
 
 
 def drive_bound(earlier):
@@ -157,7 +207,8 @@ def drive_udp_connected(earlier):
     earlier.bind()
     peer_family, host = endpoints.peer_of(earlier.params["family"], earlier.params["first_addr"])
     peer = earlier.track(socket.socket(endpoints.SOCKET_FAMILY[peer_family], socket.SOCK_DGRAM))
-    peer.bind((host, 0))
+    # a fresh port: bind(port 0) may hand out a port that another case of the batch holds in the other family
+    peer.bind((host, endpoints.fresh_port(earlier.options, "udp")))
     if earlier.params["first_addr"] == "v4mapped":
         host = endpoints.ADDRESS["dual"]["v4mapped"]
     earlier.first.connect((host, peer.getsockname()[1]))
@@ -177,40 +228,106 @@ DRIVERS = {
 }
 
 
-def witness(context, earlier):
-    """The states the OS table shows on the earlier socket's port, polled until they are the case's state or the
-    deadline passes. Where the table cannot list a bound-only TCP socket, an empty table plus getsockname() is the
-    witness of BOUND."""
-    proto, wanted = earlier.params["proto"], earlier.params["state"]
-    self_witnessed = proto == "tcp" and wanted == "BOUND" and not context.witness.sees_bound_tcp
+def seen(context, earlier, reading):
+    """The witness spelling of what a reading showed on the case's port. Where the table cannot list a bound-only
+    TCP socket, an empty table plus getsockname() is the witness of BOUND."""
+    states = join_states(reading.states)
+    if (not states and earlier.params["proto"] == "tcp" and earlier.params["state"] == "BOUND"
+            and not context.witness.sees_bound_tcp and earlier.first.getsockname()[1] == earlier.port):
+        return "BOUND"
+    return states
 
-    def seen_now():
-        seen = context.witness.states(proto, earlier.port)
-        if self_witnessed and not seen and earlier.first.getsockname()[1] == earlier.port:
-            return "BOUND"
-        return join_states(seen)
 
-    return poll(seen_now, lambda seen: seen == wanted, STATE_DEADLINE)
+def witness(context, driven, records):
+    """Reads the ports of the cases `driven` ([(index, Earlier)]) until each shows its case's state and nothing
+    else, or the deadline passes; puts the witness into each record. Returns the (index, Earlier) witnessed; the
+    others end inconclusive (or error, if the table could not be read)."""
+    watches = [earlier.watch() for _, earlier in driven]
+
+    def settled(position, reading):
+        earlier = driven[position][1]
+        return seen(context, earlier, reading) == earlier.params["state"] and not reading.strangers
+
+    try:
+        readings = watch(context.witness, watches, settled, STATE_DEADLINE)
+    except FAILURES as exc:
+        end_all(records, [index for index, _ in driven], exc)
+        return []
+    witnessed = []
+    for (index, earlier), reading in zip(driven, readings):
+        record = records[index]
+        record["witness"] = seen(context, earlier, reading)
+        with recorded(record):
+            if record["witness"] != earlier.params["state"]:
+                raise Unwitnessed("state not witnessed on port {}".format(earlier.port))
+            if reading.strangers:
+                raise Unwitnessed("port {} holds {} socket(s) besides the case's own".format(
+                    earlier.port, reading.strangers))
+            witnessed.append((index, earlier))
+    return witnessed
+
+
+def end_all(records, indexes, exc):
+    """Ends each of these cases with what `exc` (one failure shared by a batch) gives it (labs.outcomes)."""
+    for index in indexes:
+        with recorded(records[index]):
+            raise exc
+
+
+def second_request(earlier):
+    """What the prober is asked for a case: the second socket's protocol, family, address, options, and the port."""
+    params = earlier.params
+    return {"proto": params["proto"], "family": params["family"], "addr": params["second_addr"],
+            "port": earlier.port, "opts": split_options(params["second_opts"])}
+
+
+def try_seconds(context, witnessed, records):
+    """The second socket of each witnessed case, one message per prober: the probers in other processes are sent
+    theirs first, so they work while the agent tries the same-process ones."""
+    groups = {}
+    for index, earlier in witnessed:
+        groups.setdefault(earlier.params["prober"], []).append((index, earlier))
+    started = []
+    for name in sorted(groups, key=lambda name: context.probers[name].in_agent):
+        group = groups[name]
+        requests = [second_request(earlier) for _, earlier in group]
+        try:
+            started.append((group, context.probers[name].start_batch(requests)))
+        except FAILURES as exc:
+            end_all(records, [index for index, _ in group], exc)
+    for group, answers in started:
+        try:
+            steps = answers()
+        except FAILURES as exc:
+            end_all(records, [index for index, _ in group], exc)
+            continue
+        for (index, _), answer in zip(group, steps):
+            record_steps(records[index], answer, STEPS)
+
+
+def run_batch(context, batch):
+    """Runs a batch of cases together (the module's docstring); returns their result fields (DESIGN.md: outcome,
+    witness, detail, errno, steps), in order."""
+    records = [{"outcome": OK, "witness": "", "detail": "", "errno": None} for _ in batch]
+    opened, driven = [], []
+    try:
+        for index, params in enumerate(batch):
+            if params["prober"] not in context.probers:
+                records[index].update(outcome=UNSUPPORTED, detail="no other user: the agent does not run as root")
+                continue
+            earlier = Earlier(context, params)
+            opened.append(earlier)
+            with recorded(records[index]):
+                DRIVERS[params["proto"], params["state"]](earlier)
+                driven.append((index, earlier))
+        try_seconds(context, witness(context, driven, records), records)
+    finally:
+        for earlier in opened:
+            earlier.close()
+    return records
 
 
 def run_case(context, params):
-    """Run one case; returns the result fields of DESIGN.md (outcome, witness, detail, errno, steps)."""
-    record = {"outcome": OK, "witness": "", "detail": "", "errno": None}
-    prober = context.probers.get(params["prober"])
-    if prober is None:
-        record.update(outcome=UNSUPPORTED, detail="no other user: the agent does not run as root")
-        return record
-    earlier = Earlier(context, params)
-    try:
-        with recorded(record):
-            DRIVERS[params["proto"], params["state"]](earlier)
-            record["witness"] = witness(context, earlier)
-            if record["witness"] != params["state"]:
-                raise Unwitnessed("state not witnessed on port {}".format(earlier.port))
-            steps = prober.try_second({"proto": params["proto"], "family": params["family"],
-                                       "addr": params["second_addr"], "port": earlier.port,
-                                       "opts": split_options(params["second_opts"])})
-            record_steps(record, steps, STEPS)
-    finally:
-        earlier.close()
-    return record
+    """Run one case (a batch of one); returns the result fields of DESIGN.md (outcome, witness, detail, errno,
+    steps)."""
+    return run_batch(context, [params])[0]

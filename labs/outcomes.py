@@ -15,14 +15,22 @@ A case that ran to its end takes its outcome from its steps: record_steps() and 
 Each appends its message to what the record's detail already said ("<detail so far>; <message>", the message alone
 when there was none); an error's message is "<ExceptionType>: <text>". The record's errno becomes None. Anything
 else propagates. What a lab must close stays in its own `finally`, around the `with`.
+
+What propagates anyway (a bug, a host no lab foresaw) is caught where the agent runs a lab's cases:
+guarded_results() makes it the `error` of the cases it hit, its detail from unexpected(), and the run goes on.
 """
 import contextlib
+import os
+import traceback
 
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, UNSUPPORTED
 from labs.witness import WitnessError
 
 # The agent's own failures: every lab's, before the ones a lab adds.
 FAILURES = (OSError, RuntimeError, WitnessError)
+
+
+LABS_FOLDER = os.path.dirname(os.path.abspath(__file__))  # inside the .pyz too: .../socklab-agent.pyz/labs
 
 
 class Unsupported(Exception):
@@ -67,3 +75,30 @@ def record_steps(record, answer, steps):
     record["errno"] = answer.get("errno")
     record.update((step, answer[step]) for step in steps if step in answer)
     record["outcome"] = first_failure(record, steps)
+
+
+def unexpected(exc):
+    """An exception no lab turned into an outcome, as a detail: its type, the innermost place in labs/ that it
+    passed through, its message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [frame for frame in frames if os.path.abspath(frame.filename).startswith(LABS_FOLDER + os.sep)]
+    where = ""
+    if ours:
+        where = " in labs/{}:{} ({})".format(os.path.basename(ours[-1].filename), ours[-1].lineno, ours[-1].name)
+    return "unexpected {}{}: {}".format(type(exc).__name__, where, exc)
+
+
+def failure(detail):
+    """The result of a case the agent could not run: `error`, and why."""
+    return {"outcome": ERROR, "witness": "", "detail": detail, "errno": None}
+
+
+def guarded_results(lab, context, part):
+    """The results of `part`, a batch of a lab's cases (lab.run_batch) or one case (lab.run_case); an exception
+    that escapes them is every one of those cases' error (the others' results are unknown), not the run's end."""
+    try:
+        if hasattr(lab, "run_batch"):
+            return lab.run_batch(context, part)
+        return [lab.run_case(context, part[0])]
+    except Exception as exc:
+        return [failure(unexpected(exc))] * len(part)

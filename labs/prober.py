@@ -6,8 +6,10 @@ prober process that reads one JSON request per line on stdin and answers one JSO
 like a restarted server; `other_user`, the same process started as root that drops to an unprivileged uid once its
 modules are loaded, so it needs no access to the agent's private directory).
 
-A request without "op" is try_second's. The hijack lab keeps its second socket listening in the prober process
-while the agent's clients connect, with three more requests (HeldSecond):
+A request without "op" is try_second's; {"op": "batch", "requests": [request, ...]} is try_second's for each, in
+order, answered {"answers": [steps, ...]} (bind_matrix sends a batch of cases in one message). The hijack lab keeps
+its second socket listening in the prober process while the agent's clients connect, with three more requests
+(HeldSecond):
 
     {"op": "listen", proto, family, addr, port, opts, backlog}   the steps, as try_second; the socket stays open
     {"op": "accepted"}                                            {"peers": [port, ...]}: connections accepted now
@@ -25,7 +27,8 @@ from labs.sockopts import Options, error_name, platform_family
 from labs.vocabulary import OK
 
 UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
-# Prober processes still running: the session (labs/session.py) ends them if the controller goes away.
+# Prober and worker processes still running (each has .process): the session (labs/session.py) ends them if the
+# controller goes away.
 LIVE = set()
 
 
@@ -104,14 +107,25 @@ class HeldSecond:
             self.sock = None
 
 
+def try_batch(options, requests):
+    return [try_second(options, request) for request in requests]
+
+
 class SameProcess:
     """The second socket from the agent's own process."""
+
+    in_agent = True
 
     def __init__(self, options):
         self.options = options
 
     def try_second(self, request):
         return try_second(self.options, request)
+
+    def start_batch(self, requests):
+        """Tries each request now; returns a function that gives their steps."""
+        answers = try_batch(self.options, requests)
+        return lambda: answers
 
     def close(self):
         pass
@@ -123,6 +137,8 @@ class ProberDied(RuntimeError):
 
 class ProberProcess:
     """A long-lived prober process; it exits by itself when the agent closes its stdin or dies."""
+
+    in_agent = False
 
     def __init__(self, user=None):
         # labs/ is a folder or sits inside the agent's zip file; either way its parent is what the child imports from
@@ -147,10 +163,25 @@ class ProberProcess:
     def close_second(self):
         self.ask({"op": "close"})
 
+    def start_batch(self, requests):
+        """Sends the requests in one message; returns a function that waits for their steps, so the agent can work
+        while the prober does."""
+        self.send({"op": "batch", "requests": requests})
+        return lambda: self.receive()["answers"]
+
     def ask(self, request):
+        self.send(request)
+        return self.receive()
+
+    def send(self, request):
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
+        except OSError as exc:
+            raise ProberDied("prober process: {}".format(exc)) from None
+
+    def receive(self):
+        try:
             answer = self.process.stdout.readline()
         except OSError as exc:
             raise ProberDied("prober process: {}".format(exc)) from None
@@ -170,7 +201,7 @@ class ProberProcess:
 
 
 def kill_all():
-    """End every prober process at once (the agent is about to exit without closing its labs)."""
+    """End every prober and worker process at once (the agent is about to exit without closing its labs)."""
     for prober in list(LIVE):
         prober.process.kill()
 
@@ -204,7 +235,13 @@ def serve(stdin, stdout):
     try:
         for line in stdin:
             request = json.loads(line)
-            answer = held.answer(request) if "op" in request else try_second(options, request)
+            op = request.get("op")
+            if op is None:
+                answer = try_second(options, request)
+            elif op == "batch":
+                answer = {"answers": try_batch(options, request["requests"])}
+            else:
+                answer = held.answer(request)
             stdout.write(json.dumps(answer).encode() + b"\n")
             stdout.flush()
     finally:

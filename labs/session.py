@@ -39,6 +39,7 @@ class Session:
         self.silence = float(request.get("watchdog") or WATCHDOG_DEFAULT)
         self.heard = threading.Event()
         self.closed = threading.Event()
+        self.abandoning = threading.Event()
         for watch in (self.listen, self.watch):
             threading.Thread(target=watch, daemon=True).start()
 
@@ -55,15 +56,22 @@ class Session:
         self.abandon("stdin closed" if self.closed.is_set() else "no heartbeat for {:g} s".format(self.silence))
 
     def abandon(self, why):
-        prober.kill_all()
-        self.remove_folder()
-        sys.stderr.write("socklab agent: the controller went away ({}); stopped and cleaned up\n".format(why))
-        sys.stderr.flush()
-        os._exit(ABANDONED)  # from a watcher thread: the main thread may be anywhere in a case
+        self.abandoning.set()
+        try:
+            prober.kill_all()
+            self.remove_folder()
+            sys.stderr.write("socklab agent: the controller went away ({}); stopped and cleaned up\n".format(why))
+            sys.stderr.flush()
+        finally:  # a stderr the controller took with it may refuse the message: exit all the same
+            os._exit(ABANDONED)  # from a watcher thread: the main thread may be anywhere in a case
 
     def remove_folder(self):
         tempfile.tempdir = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self):
+        """The agent's end (its `finally`). While the watcher abandons the run, the main thread, which may have
+        failed on a worker the watcher killed, waits for the watcher to end the process with ABANDONED."""
+        if self.abandoning.is_set():
+            threading.Event().wait()
         self.remove_folder()

@@ -1,28 +1,40 @@
-"""witness: the states the OS connection table shows for one local port.
+"""witness: the states the OS connection table shows on a case's local port.
 
 Before a lab case tries its second socket, it reads the connection table for the earlier socket's local port;
 the case is `inconclusive` unless the table shows exactly the intended state(s). `Witness(os_family)` picks the
 best reader the host has:
 
-    linux            sock_diag netlink dump, filtered by port in the kernel; else /proc/net/{tcp,tcp6,udp,udp6}
+    linux            sock_diag netlink: each socket of a case by an exact lookup, strangers from port-filtered
+                     dumps of the small tables; else /proc/net/{tcp,tcp6,udp,udp6}
     windows          GetExtendedTcpTable / GetExtendedUdpTable (iphlpapi via ctypes); else `netstat -ano`
     cygwin           Windows' own `netstat -ano`
     BSDs and macOS   `netstat -an -p tcp|udp`
 
-`states(proto, port)` returns one vocabulary.TCP_STATES name per table entry whose LOCAL port is `port`, IPv4 and
-IPv6 together, any local address. A bound-only TCP socket is BOUND (when the reader can see it at all:
-`sees_bound_tcp`); a UDP socket is BOUND, or ESTABLISHED once connected (when the reader can tell:
-`sees_connected_udp`); TIME_WAIT entries are there when the reader sees them (`sees_time_wait`: macOS's netstat
-omits them). A table it cannot read, or a state it cannot name, raises WitnessError. `count(proto, state, ports)`
-counts the entries in one state over a set of local ports with one read of the table, for a lab that used
-thousands of ports.
+`read(watches)` reads a batch of cases at once. A Watch names a case's port (proto, port) and the sockets the case
+made there (Ends: addresses, and the socket while it is open); it gives a Reading per watch: one vocabulary
+TCP_STATES name per entry on the port, and how many entries the reader knows are not the case's own (strangers).
+A case is witnessed when every socket it made shows its state and the port holds nothing else. Readers that can
+only read whole tables (/proc/net, netstat, IP Helper) read each protocol's table once per call for the whole
+batch and cannot tell sockets apart: they show the port's entries, and "nothing else" is that those entries are
+exactly the case's state. sock_diag looks each End up by its addresses, so its cost does not grow with the host's
+connections, and confirms "nothing else" without walking the established table (SockDiagReader says how).
+`watch(witness, watches, settled, deadline)` polls a batch until each reading is settled, one read per round.
+
+`states(proto, port)` returns one TCP_STATES name per table entry whose LOCAL port is `port`, IPv4 and IPv6
+together, any local address (on Linux from a port-filtered dump, whose cost grows with the table). A bound-only TCP
+socket is BOUND (when the reader can see it at all: `sees_bound_tcp`); a UDP socket is BOUND, or ESTABLISHED once
+connected (when the reader can tell: `sees_connected_udp`); TIME_WAIT entries are there when the reader sees them
+(`sees_time_wait`: macOS's netstat omits them). A table it cannot read, or a state it cannot name, raises
+WitnessError. `count(proto, state, ports)` counts the entries in one state over a set of local ports with one read
+of the table, for a lab that used thousands of ports. Every reader counts what it asked the OS (`reads`).
 
 The parsers are pure functions of recorded text (proc_net_entries, netstat_linux_entries, netstat_windows_entries,
 netstat_bsd_entries) or bytes (ip_helper_entries), so tests run them on output recorded on other systems; each
 yields (local port, state name) for the entries on a set of ports, and parse_* read one port with them. Every
-reader's states() and count() are filters over its entries() (Reader).
+whole-table reader's states(), count() and read() are filters over its entries() (Reader).
 Standard library only; platform modules are imported where they are used.
 """
+import collections
 import errno
 import os
 import shutil
@@ -30,6 +42,7 @@ import socket
 import struct
 import subprocess
 
+from labs.polling import poll
 
 
 class WitnessError(Exception):
@@ -222,14 +235,94 @@ def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
     return _states(ip_helper_entries(table, (port,), proto, ipv6))
 
 
+# --- what a case asks about: its port and the sockets it made there ---------------------------------------------
+
+class End:
+    """One socket a case made on its port, as the witness looks it up: its socket family, local address and remote
+    address (None for a listener, a bound-only socket or an unconnected UDP socket), and the socket itself while it
+    is open (None once closed: a closed connection's end is found by its addresses alone, in TIME_WAIT)."""
+
+    __slots__ = ("family", "local", "remote", "sock")
+
+    def __init__(self, sock):
+        """The end of an open socket, with its addresses as the OS has them now."""
+        self.family, self.local, self.sock = sock.family, sock.getsockname()[:2], sock
+        try:
+            self.remote = sock.getpeername()[:2]
+        except OSError:  # not connected
+            self.remote = None
+
+    def closed(self):
+        """This end once its socket is closed: the same addresses, no socket. Take it before close()."""
+        self.sock = None
+        return self
+
+
+class Watch:
+    """A port a case watches: proto ("tcp" or "udp"), the port, and the case's own Ends on it. Readers that read
+    whole tables use only proto and port; sock_diag looks each End up and tells strangers from them."""
+
+    __slots__ = ("proto", "port", "ends")
+
+    def __init__(self, proto, port, ends=()):
+        _check_proto(proto)
+        self.proto, self.port, self.ends = proto, port, list(ends)
+
+
+class Reading:
+    """What one read showed on a watched port: `states`, one TCP_STATES name per entry (the case's own and any
+    other), and `strangers`, how many of those entries the reader knows are not the case's own sockets (only a
+    reader that identifies sockets can say; others give 0)."""
+
+    __slots__ = ("states", "strangers")
+
+    def __init__(self, states, strangers):
+        self.states, self.strangers = states, strangers
+
+
+def watch(witness, watches, settled, deadline):
+    """Reads `watches` until settled(index, reading) holds for each or `deadline` seconds pass (labs.polling.poll):
+    each round is one witness.read() of the watches still waiting, so a batch costs one read of each table per
+    round however many cases it holds. Returns the last Reading of each watch, in order."""
+    readings = [None] * len(watches)
+    waiting = list(range(len(watches)))
+
+    def read_waiting():
+        for index, reading in zip(waiting, witness.read([watches[index] for index in waiting])):
+            readings[index] = reading
+        waiting[:] = [index for index in waiting if not settled(index, readings[index])]
+        return waiting
+
+    poll(read_waiting, lambda left: not left, deadline)
+    return readings
+
+
 # --- readers ----------------------------------------------------------------------------------------------------
 
 class Reader:
-    """What every reader shares: states() and count() over its entries(proto, ports, state), which gives (local
-    port, state name) for the table entries whose local port is in `ports`. `state`, when given, is a hint that
-    only that state is wanted (sock_diag asks the kernel for it alone); count() checks the states anyway."""
+    """What every reader shares: states(), count() and read() over its entries(proto, ports, state), which gives
+    (local port, state name) for the table entries whose local port is in `ports`. `state`, when given, is a hint
+    that only that state is wanted (sock_diag asks the kernel for it alone); count() checks the states anyway.
+    `reads` counts the requests each reader made of the OS, by kind (a netstat run, a file read, a netlink dump or
+    lookup): bench's reads per case."""
 
     sees_time_wait = True
+
+    def __init__(self, os_family=None):
+        self.reads = collections.Counter()
+
+    def read(self, watches):
+        """One Reading per Watch, in order: the entries on each watch's port, from one read of each protocol's table
+        for the whole batch. A whole-table reader cannot tell a case's own sockets from others on the port, so its
+        readings have no strangers: what it shows is compared with the case's state as a whole."""
+        ports = {}
+        for watch in watches:
+            ports.setdefault(watch.proto, set()).add(watch.port)
+        seen = {}
+        for proto, wanted in ports.items():
+            for port, state in self.entries(proto, frozenset(wanted)):
+                seen.setdefault((proto, port), []).append(state)
+        return [Reading(tuple(seen.get((watch.proto, watch.port), ())), 0) for watch in watches]
 
     def states(self, proto, port):
         _check_proto(proto)
@@ -262,6 +355,12 @@ UDP_STATE_MASK = (1 << 1) | (1 << 7)
 SOCK_DIAG_TCP_STATES = {**LINUX_TCP_STATES, 7: "BOUND"}
 PER_FAMILY_DUMPS = ((SOCK_DIAG_BY_FAMILY, socket.AF_INET), (SOCK_DIAG_BY_FAMILY, socket.AF_INET6))
 NETLINK_TIMEOUT = 5.0  # the kernel answers at once; this only turns a lost reply into an error, not a hang
+TCP_CLOSE, TCP_LISTEN = 7, 10
+SO_ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", 30)  # Linux <asm-generic/socket.h>
+INET_DIAG_NOCOOKIE = 0xFFFFFFFF  # both cookie words: the kernel skips its cookie check
+LOOKUPS_IN_FLIGHT = 32  # exact requests per message: their replies stay well inside the socket's receive buffer
+PROTOCOL_NUMBERS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+ZERO_ADDRESS = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 
 _NLMSG_HEADER = struct.Struct("=IHHII")
 # nlmsghdr; inet_diag_req_v2 (family, protocol, ext, pad, states, inet_diag_sockid: only idiag_sport set, in
@@ -270,6 +369,12 @@ _REQUEST_HEAD = struct.Struct("=IHHII BBBBI 2s46x HH")
 # nlmsghdr; inet_diag_req (family AF_UNSPEC, src_len, dst_len, ext, inet_diag_sockid as above, states, dbs);
 # the nlattr header of INET_DIAG_REQ_BYTECODE.
 _TCP_REQUEST_HEAD = struct.Struct("=IHHII BBBB 2s46x II HH")
+# nlmsghdr; inet_diag_req_v2 with the whole inet_diag_sockid: sport, dport (network byte order), src, dst (16 bytes
+# each), interface, cookie (two words). No bytecode: an exact request.
+_LOOKUP = struct.Struct("=IHHII BBBBI 2s2s16s16sIII")
+# idiag_inode in a reply: nlmsghdr (16), inet_diag_msg's family..retrans (4), sockid (48), expires, rqueue, wqueue,
+# uid (16)
+_DIAG_INODE = struct.Struct("=I")
 
 
 def port_filter_bytecode(low, high, equal_op=True):
@@ -284,16 +389,43 @@ def port_filter_bytecode(low, high, equal_op=True):
 
 
 class SockDiagReader(Reader):
-    """NETLINK_SOCK_DIAG dumps with a bytecode filter on the local port (for count(), the range from the least to
-    the greatest port, and the state mask cut to the state counted), so the kernel copies out only those entries
-    however many TIME_WAITs the host has. The kernel still walks its hash tables per dump, which sets the cost of a
-    query: TCP is asked with one TCPDIAG_GETSOCK dump covering both families (one walk instead of two, about half
-    the cost), where the kernel takes it; UDP, and TCP elsewhere, with a SOCK_DIAG_BY_FAMILY dump per family."""
+    """NETLINK_SOCK_DIAG. read() looks each socket of a case up by its addresses (an exact request: a hash lookup,
+    whatever else the host holds) and finds strangers with dumps of the small tables only; states() and count()
+    dump the tables with a bytecode filter on the local port (for count(), the range from the least to the
+    greatest port, and the state mask cut to the state counted), so the kernel copies out only those entries;
+    it still walks its hash tables per dump, whose size sets the cost of a dump. TCP is dumped with one
+    TCPDIAG_GETSOCK request covering both families (one walk instead of two), where the kernel takes it; UDP, and
+    TCP elsewhere, with a SOCK_DIAG_BY_FAMILY dump per family.
+
+    read(), for a batch of Watches:
+      - each End is one exact request (SOCK_DIAG_BY_FAMILY without NLM_F_DUMP, inet_diag_req_v2 carrying its
+        addresses and INET_DIAG_NOCOOKIE: inet_diag_find_one_icsk, udp_dump_one): TCP finds an established or
+        TIME_WAIT socket by its 4-tuple, a listener by its local address with a zero remote end; UDP by its local
+        address and peer, or a zero peer (udp_dump_one reads the request's src as the peer: "swapped for
+        historical reasons"). An open socket is told from another one the lookup may find on the same address
+        (a wildcard or SO_REUSEPORT listener) by its inode; a closed one's TIME_WAIT is the entry at its 4-tuple;
+      - strangers: a port-filtered dump of the listening table (states mask LISTEN alone: the kernel then skips
+        its established table) and of the UDP table (hashed by port) over the batch's ports: both walks are
+        bounded by the listeners and UDP sockets the host holds, not by its connections. An entry there that is
+        not a case's own socket is a stranger;
+      - a TCP socket that is open and unconnected but not found is bound only: no lookup hash holds it, and the
+        one dump that lists such sockets (TCP_BOUND_INACTIVE, Linux >= 6.8) walks the bind table and then the
+        whole established table, a cost that grows with the host's connections. Its witness is its own word
+        instead: getsockname() names the watched port and SO_ACCEPTCONN says it is not listening (a listener
+        would also be in the listening dump); it is then one BOUND entry, the case's own;
+      - nothing else can be on a watched port: the port was fresh (labs.endpoints.fresh_port: no socket of either
+        family held it, TIME_WAIT included), the case bound it at once, and connect() never picks a port that an
+        explicit bind() holds (__inet_hash_connect skips a bind bucket whose fastreuse >= 0), so every connection
+        on the port is one of the case's own (looked up) or one to its listener (the case's own: it accepted
+        them). What a whole-port dump would show and this does not: a socket another program binds to that same
+        port during the case, with options the case's socket allows, and then connects from it.
+    A kernel that refuses exact requests (checked when the reader opens) is read with the port dumps instead."""
 
     method = "sock_diag"
     sees_connected_udp = True
 
     def __init__(self, os_family="linux"):
+        Reader.__init__(self)
         if not hasattr(socket, "AF_NETLINK"):
             raise WitnessError("no AF_NETLINK on this platform")
         self._buffer = bytearray(65536)
@@ -309,6 +441,7 @@ class SockDiagReader(Reader):
                 self.tcp_dumps = PER_FAMILY_DUMPS
             self.states("udp", 0)  # proves the UDP dump works too (udp_diag may be a module that cannot load)
             self.sees_bound_tcp = self._probe_bound_tcp()
+            self.exact = self._probe_exact()
         except (OSError, WitnessError):
             self.close()
             raise
@@ -319,46 +452,183 @@ class SockDiagReader(Reader):
         sock.settimeout(NETLINK_TIMEOUT)
         self._sock, self._pid = sock, os.getpid()
 
-    def _probe_bound_tcp(self):
-        """Whether this kernel dumps bound-only TCP sockets (TCP_BOUND_INACTIVE, Linux >= 6.8): bind one, look."""
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            try:
-                probe = socket.socket(family, socket.SOCK_STREAM)
-            except OSError:
-                continue
-            with probe:
-                try:
-                    probe.bind((host, 0))
-                except OSError:
-                    continue
-                return "BOUND" in self.states("tcp", probe.getsockname()[1])
-        return False
-
-    def entries(self, proto, ports, state=None):
+    def _own_socket(self):
         if self._pid != os.getpid():  # a forked child must not read replies meant for its parent
             self._sock.close()
             self._open()
-        if proto == "tcp":
-            dumps, protocol, mask, names = self.tcp_dumps, socket.IPPROTO_TCP, TCP_STATE_MASK, SOCK_DIAG_TCP_STATES
-        else:
-            dumps, protocol, mask, names = PER_FAMILY_DUMPS, socket.IPPROTO_UDP, UDP_STATE_MASK, LINUX_UDP_STATES
+
+    def _probe_bound_tcp(self):
+        """Whether this kernel dumps bound-only TCP sockets (TCP_BOUND_INACTIVE, Linux >= 6.8): bind one, look."""
+        probe = _loopback_socket(socket.SOCK_STREAM)
+        if probe is None:
+            return False
+        with probe:
+            return "BOUND" in self.states("tcp", probe.getsockname()[1])
+
+    def _probe_exact(self):
+        """Whether exact requests find a TCP listener and a UDP socket here (each by its inode)."""
+        listener, datagram = _loopback_socket(socket.SOCK_STREAM), _loopback_socket(socket.SOCK_DGRAM)
+        try:
+            if listener is None or datagram is None:
+                return False
+            listener.listen(1)
+            watches = [Watch("tcp", listener.getsockname()[1], [End(listener)]),
+                       Watch("udp", datagram.getsockname()[1], [End(datagram)])]
+            try:
+                found = self._lookup(watches)
+            except OSError:
+                return False
+            return found == [(TCP_LISTEN, _inode(listener)), (TCP_CLOSE, _inode(datagram))]
+        finally:
+            for sock in (listener, datagram):
+                if sock is not None:
+                    sock.close()
+
+    def entries(self, proto, ports, state=None):
+        self._own_socket()
+        mask, names = (TCP_STATE_MASK, SOCK_DIAG_TCP_STATES) if proto == "tcp" else (UDP_STATE_MASK,
+                                                                                     LINUX_UDP_STATES)
         if state is not None:
             mask &= sum(1 << number for number, name in names.items() if name == state)
         if not mask:  # a state this table never holds
             return []
+        return [(port, _state_name(names, number, "sock_diag")) for port, number, _inode in
+                self._dump(proto, mask, ports)]
+
+    def read(self, watches):
+        if not self.exact:
+            return Reader.read(self, watches)
+        self._own_socket()
+        found = self._lookup(watches)
+        own = [{_inode(end.sock) for end in watch.ends if end.sock is not None} for watch in watches]
+        seen = [set() for _ in watches]  # inodes of the entries already read, per watch
+        states = [[] for _ in watches]
+        strangers = [0] * len(watches)
+        answers = iter(found)
+        for index, watch in enumerate(watches):
+            for end in watch.ends:
+                answer = next(answers)
+                if answer is None:
+                    if watch.proto == "tcp" and end.sock is not None and end.remote is None and \
+                            _bound_only(end.sock, watch.port):
+                        seen[index].add(_inode(end.sock))
+                        states[index].append("BOUND")
+                    continue
+                number, inode = answer
+                if inode and inode in seen[index]:  # TIME_WAIT entries have no inode: each is its own
+                    continue
+                seen[index].add(inode)
+                mine = inode in own[index] if end.sock is not None else inode == 0
+                strangers[index] += not mine
+                states[index].append(self._state(watch.proto, number))
+        where = {(watch.proto, watch.port): index for index, watch in enumerate(watches)}
+        # listeners (a LISTEN-only mask: the kernel skips its established table) and UDP sockets
+        for proto, mask in (("tcp", 1 << TCP_LISTEN), ("udp", UDP_STATE_MASK)):
+            ports = frozenset(watch.port for watch in watches if watch.proto == proto)
+            if not ports:
+                continue
+            for port, number, inode in self._dump(proto, mask, ports):
+                index = where[proto, port]
+                if inode in seen[index]:
+                    continue
+                seen[index].add(inode)
+                strangers[index] += inode not in own[index]
+                states[index].append(self._state(proto, number))
+        return [Reading(tuple(named), count) for named, count in zip(states, strangers)]
+
+    @staticmethod
+    def _state(proto, number):
+        return _state_name(SOCK_DIAG_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES, number, "sock_diag")
+
+    def _lookup(self, watches):
+        """The kernel's answer to one exact request per End of `watches`, in order: (state number, inode) of the
+        socket it found, or None (ENOENT). Sent LOOKUPS_IN_FLIGHT to a message, so their replies never overflow
+        the netlink socket's receive buffer (a reply that does not fit is dropped)."""
+        requests = [self._lookup_request(watch.proto, end) for watch in watches for end in watch.ends]
+        answers = []
+        for start in range(0, len(requests), LOOKUPS_IN_FLIGHT):
+            chunk = requests[start:start + LOOKUPS_IN_FLIGHT]
+            sequence = []
+            for request in chunk:
+                self._seq = self._seq % 0xFFFFFFFF + 1
+                struct.pack_into("=I", request, 8, self._seq)
+                sequence.append(self._seq)
+            try:
+                self._sock.send(b"".join(chunk))
+                replies = self._lookup_replies(set(sequence))
+            except socket.timeout:
+                raise WitnessError("sock_diag: no reply within {} s".format(NETLINK_TIMEOUT))
+            self.reads["lookup"] += len(chunk)
+            answers += [replies[seq] for seq in sequence]
+        return answers
+
+    def _lookup_request(self, proto, end):
+        """The exact request for one End: a bytearray, its sequence number left to _lookup."""
+        family = end.family
+        local_host, local_port = end.local
+        if end.remote is not None:
+            remote_host, remote_port = end.remote
+        else:  # a zero remote end; v4-mapped for a socket bound to a v4-mapped address, which IPv4 hashes hold
+            remote_host = ("::ffff:0.0.0.0" if family == socket.AF_INET6 and local_host.startswith("::ffff:")
+                           else ZERO_ADDRESS[family])
+            remote_port = 0
+        local = (socket.inet_pton(family, local_host), struct.pack(">H", local_port))
+        remote = (socket.inet_pton(family, remote_host), struct.pack(">H", remote_port))
+        # TCP's lookup takes the socket's own end as the source; UDP's the peer's
+        (src, sport), (dst, dport) = (local, remote) if proto == "tcp" else (remote, local)
+        return bytearray(_LOOKUP.pack(_LOOKUP.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 0, 0, family,
+                                      PROTOCOL_NUMBERS[proto], 0, 0, 0, sport, dport, src, dst, 0,
+                                      INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
+
+    def _messages(self):
+        """(offset, length, kind, flags, sequence number) of each netlink message in the next datagram received."""
+        size = self._sock.recv_into(self._buffer)
+        offset = 0
+        while offset + 16 <= size:
+            length, kind, flags, seq, _pid = _NLMSG_HEADER.unpack_from(self._buffer, offset)
+            if length < 16:
+                raise WitnessError("sock_diag: malformed netlink message")
+            yield offset, length, kind, flags, seq
+            offset += (length + 3) & ~3
+
+    def _lookup_replies(self, waiting):
+        """{sequence number: (state number, inode) or None} for the lookups in `waiting`."""
+        buffer, replies = self._buffer, {}
+        while waiting:
+            for offset, _length, kind, _flags, seq in self._messages():
+                if seq not in waiting:  # replies to an earlier, abandoned request are skipped
+                    continue
+                waiting.discard(seq)
+                if kind == NLMSG_ERROR:
+                    error = struct.unpack_from("=i", buffer, offset + 16)[0]
+                    if error != -errno.ENOENT:
+                        raise OSError(-error, "sock_diag lookup: " + os.strerror(-error))
+                    replies[seq] = None
+                else:
+                    replies[seq] = (buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0])
+        return replies
+
+    def _dump(self, proto, mask, ports):
+        """(local port, state number, inode) of every entry on `ports` of a port-filtered dump, both families; a dump
+        the kernel marks interrupted (the table changed under it) is redone."""
+        if proto == "tcp":
+            dumps, protocol = self.tcp_dumps, socket.IPPROTO_TCP
+        else:
+            dumps, protocol = PER_FAMILY_DUMPS, socket.IPPROTO_UDP
         found = []
         for kind, family in dumps:
-            for _attempt in range(3):  # a dump the kernel marks interrupted (tables changed under it) is redone
+            for _attempt in range(3):
                 entries = self._request(kind, family, protocol, mask, ports)
                 if entries is not None:
                     break
             else:
                 raise WitnessError("sock_diag dump kept being interrupted")
             found += entries
-        return [(port, _state_name(names, number, "sock_diag")) for port, number in found]
+        return found
 
     def _request(self, kind, family, protocol, state_mask, ports):
-        """One dump's (local port, state number) entries on `ports`, or None if the kernel flagged it interrupted."""
+        """One dump's (local port, state number, inode) entries on `ports`, or None if the kernel flagged it
+        interrupted."""
         self._seq = self._seq % 0xFFFFFFFF + 1
         low, high = min(ports), max(ports)
         bytecode = port_filter_bytecode(low, high, self.equal_op)
@@ -372,6 +642,7 @@ class SockDiagReader(Reader):
         else:
             head = _REQUEST_HEAD.pack(_REQUEST_HEAD.size + len(bytecode), kind, flags, self._seq, 0, family,
                                       protocol, 0, 0, state_mask, sport, 4 + len(bytecode), INET_DIAG_REQ_BYTECODE)
+        self.reads["dump"] += 1
         try:
             self._sock.send(head + bytecode)
             return self._receive(kind, ports)
@@ -386,31 +657,51 @@ class SockDiagReader(Reader):
     def _receive(self, request_kind, ports):
         buffer, entries, interrupted = self._buffer, [], False
         while True:
-            size = self._sock.recv_into(buffer)
-            offset = 0
-            while offset + 16 <= size:
-                length, kind, flags, seq, _pid = _NLMSG_HEADER.unpack_from(buffer, offset)
-                if length < 16:
-                    raise WitnessError("sock_diag: malformed netlink message")
-                if seq == self._seq:  # replies to an earlier, abandoned request are skipped
-                    interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
-                    if kind == NLMSG_DONE or kind == NLMSG_ERROR:
-                        error = struct.unpack_from("=i", buffer, offset + 16)[0] if length >= 20 else 0
-                        if error < 0:
-                            raise OSError(-error, "sock_diag: " + os.strerror(-error))
-                        return None if interrupted else entries
-                    if kind == request_kind:
-                        # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian);
-                        # a range lets through ports between those asked
-                        port = buffer[offset + 20] << 8 | buffer[offset + 21]
-                        if port in ports:
-                            entries.append((port, buffer[offset + 17]))
-                offset += (length + 3) & ~3
+            for offset, length, kind, flags, seq in self._messages():
+                if seq != self._seq:  # replies to an earlier, abandoned request are skipped
+                    continue
+                interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
+                if kind == NLMSG_DONE or kind == NLMSG_ERROR:
+                    error = struct.unpack_from("=i", buffer, offset + 16)[0] if length >= 20 else 0
+                    if error < 0:
+                        raise OSError(-error, "sock_diag: " + os.strerror(-error))
+                    return None if interrupted else entries
+                if kind == request_kind:
+                    # inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid (sport big-endian); a
+                    # range lets through ports between those asked
+                    port = buffer[offset + 20] << 8 | buffer[offset + 21]
+                    if port in ports:
+                        entries.append((port, buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0]))
 
     def close(self):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _loopback_socket(kind):
+    """A socket of `kind` bound to a loopback port (IPv4, else IPv6), or None where neither can be bound."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            sock = socket.socket(family, kind)
+        except OSError:
+            continue
+        try:
+            sock.bind((host, 0))
+            return sock
+        except OSError:
+            sock.close()
+    return None
+
+
+def _bound_only(sock, port):
+    """Whether an open TCP socket says it holds `port` and is not listening."""
+    return sock.getsockname()[1] == port and not sock.getsockopt(socket.SOL_SOCKET, SO_ACCEPTCONN)
+
+
+def _inode(sock):
+    """The inode of an open socket: what sock_diag reports as idiag_inode."""
+    return os.fstat(sock.fileno()).st_ino
 
 
 # --- Linux: /proc/net -------------------------------------------------------------------------------------------
@@ -425,6 +716,7 @@ class ProcNetReader(Reader):
     ROOT = "/proc/net"
 
     def __init__(self, os_family="linux"):
+        Reader.__init__(self)
         if not os.path.exists(os.path.join(self.ROOT, "tcp")):
             raise WitnessError("no {}/tcp".format(self.ROOT))
 
@@ -433,6 +725,7 @@ class ProcNetReader(Reader):
             try:
                 with open(os.path.join(self.ROOT, name), "rb") as table:
                     text = table.read().decode("ascii", "replace")
+                self.reads[name] += 1
             except FileNotFoundError:  # tcp6/udp6 are absent when IPv6 is disabled
                 continue
             yield from proc_net_entries(text, ports, proto)
@@ -456,6 +749,7 @@ class IpHelperReader(Reader):
     sees_connected_udp = False
 
     def __init__(self, os_family="windows"):
+        Reader.__init__(self)
         try:
             import ctypes
             iphlpapi = ctypes.WinDLL("iphlpapi.dll")
@@ -487,6 +781,7 @@ class IpHelperReader(Reader):
         while True:
             self._size.value = len(self._buffer)
             error = function(self._buffer, self._ctypes.byref(self._size), False, family, table_class, 0)
+            self.reads[function.__name__] += 1
             if error != ERROR_INSUFFICIENT_BUFFER:
                 break
             # the table grew between the size query and the copy: make room with slack and ask again
@@ -523,12 +818,15 @@ class NetstatReader(Reader):
     sees_connected_udp = True
 
     def __init__(self, os_family):
+        Reader.__init__(self)
         if shutil.which("netstat") is None:
             raise WitnessError("no netstat on PATH")
         self.os_family = os_family
 
     def entries(self, proto, ports, state=None):
-        text = "".join(_run_netstat(arguments) for arguments in self.commands(proto))
+        commands = self.commands(proto)
+        self.reads["netstat"] += len(commands)
+        text = "".join(_run_netstat(arguments) for arguments in commands)
         return self.parse(text, ports, proto)
 
 
@@ -611,6 +909,17 @@ class Witness:
         IPv4 and IPv6: one read of the table however many ports (socketpair_churn's TIME_WAITs on the ports its
         pairs used)."""
         return self.reader.count(proto, state, ports)
+
+    def read(self, watches):
+        """One Reading per Watch (a case's port and its own sockets there), for a batch of cases at once: one read
+        of each table where the OS gives only whole tables, a lookup per socket where it finds sockets by address
+        (sock_diag)."""
+        return self.reader.read(watches)
+
+    @property
+    def reads(self):
+        """The requests made of the OS so far, by kind (collections.Counter)."""
+        return self.reader.reads
 
     def close(self):
         self.reader.close()

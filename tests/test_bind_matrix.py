@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import labs
-from labs import bind_matrix, hostfacts
-from labs.sockopts import platform_family
+from labs import bind_matrix, endpoints, hostfacts
+from labs.sockopts import Options, platform_family
 from tests.conftest import REPO
 
 SEED_CELLS = ["--where", "proto=tcp", "--where", "family=inet", "--where", "first_addr=wildcard",
@@ -50,14 +50,74 @@ def test_seed_004_linux_rows_are_reproduced():
 
 
 def test_the_whole_matrix_twice_gives_the_same_outcome_in_every_witnessed_case():
-    first, second = run_agent(), run_agent()
+    assert_same_witnessed_outcomes(run_agent(), run_agent())
+
+
+def test_a_case_gives_the_same_outcome_in_a_batch_of_one_and_of_64():
+    """The whole matrix with K=1 and K=64: every case witnessed in both runs has the same outcome and steps, so a
+    case's result does not depend on the cases beside it (distinct fresh ports, SO_REUSEPORT groups and TIME_WAITs
+    of one batch included)."""
+    assert_same_witnessed_outcomes(run_agent("--batch", "1", "--workers", "1"),
+                                   run_agent("--batch", "64", "--workers", "1"))
+
+
+def test_worker_processes_give_the_cases_in_order_with_the_same_outcomes():
+    """The whole matrix in one process and spread over two worker processes: the same cases in the plan's order,
+    the same outcome in every case witnessed in both."""
+    assert_same_witnessed_outcomes(run_agent("--workers", "1"), run_agent("--workers", "2"))
+
+
+def assert_same_witnessed_outcomes(first, second):
     assert [case["case_id"] for case in first] == [case["case_id"] for case in second]
     witnessed = [(a, b) for a, b in zip(first, second) if "inconclusive" not in (a["outcome"], b["outcome"])]
-    # Nearly every case is witnessed on a quiet machine; the comparison is only meaningful if most are.
     assert len(witnessed) >= 0.99 * len(first)
     differ = [(a["case_id"], a["outcome"], b["outcome"]) for a, b in witnessed
-              if (a["outcome"], a.get("bind"), a.get("listen")) != (b["outcome"], b.get("bind"), b.get("listen"))]
+              if (a["outcome"], a.get("bind"), a.get("listen"), a["witness"]) !=
+              (b["outcome"], b.get("bind"), b.get("listen"), b["witness"])]
     assert differ == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads /proc/net")
+def test_a_whole_table_reader_reads_each_table_once_per_batch(host):
+    """A batch of 40 LISTEN cases (a state that shows at once) under the /proc/net reader: each of its two TCP
+    files is read once for all 40."""
+    with contextlib.closing(bind_matrix.Context(dict(host, witness="/proc/net"))) as context:
+        batch = [case for case in bind_matrix.cases(host) if case["proto"] == "tcp" and case["state"] == "LISTEN"
+                 and case["prober"] == "same_process"][:40]
+        records = bind_matrix.run_batch(context, batch)
+        assert [record["witness"] for record in records] == ["LISTEN"] * 40
+        assert context.witness.reads == {"tcp": 1, "tcp6": 1}
+
+
+def test_workers_port_shares_split_the_ephemeral_range():
+    """Three workers' shares: disjoint, together the whole range but Linux's reserved ports; a share offers each of
+    its ports after its random draws; fresh ports of a share (real binds on this machine) are in it."""
+    shares = [endpoints.PortShare(index, 3, (32768, 60999)) for index in range(3)]
+    ports = [list(share.candidates())[endpoints.PortShare.DRAWS:] for share in shares]
+    assert sorted(port for share in ports for port in share) == [
+        port for port in range(32768, 61000) if port not in endpoints.reserved_ports()]
+    options = Options(platform_family())
+    try:
+        endpoints.set_port_share(1, 3, (32768, 60999))
+        drawn = {endpoints.fresh_port(options, proto) for proto in ("tcp", "udp") for _ in range(100)}
+    finally:
+        endpoints.SHARE[0] = None
+    assert drawn <= set(ports[1])
+
+
+def test_batch_size_follows_the_host():
+    """K: descriptors and ephemeral ports bound it, MAX_BATCH caps it."""
+    linux = {"sysctls": {"net.ipv4.ip_local_port_range": "32768 60999"}}
+    freebsd = {"sysctls": {"net.inet.ip.portrange.first": "49152", "net.inet.ip.portrange.last": "49407"}}
+    assert bind_matrix.ephemeral_ports(linux) == 28232
+    assert bind_matrix.ephemeral_ports(freebsd) == 256
+    assert bind_matrix.ephemeral_ports({"sysctls": {}}) == 16384  # IANA's range: Windows, macOS
+    assert bind_matrix.batch_size(freebsd) == 256 // 8 // bind_matrix.CASE_PORTS
+    expected = min(bind_matrix.MAX_BATCH, bind_matrix.descriptor_limit() // 2 // bind_matrix.CASE_DESCRIPTORS,
+                   28232 // 8 // bind_matrix.CASE_PORTS)
+    assert bind_matrix.batch_size(linux) == expected
+    # two workers' batches at once share the port budget
+    assert bind_matrix.batch_size(freebsd, workers=2) == 256 // 8 // bind_matrix.CASE_PORTS // 2
 
 
 def test_every_axis_is_covered(context):
@@ -107,8 +167,7 @@ def test_other_user_prober_runs_unprivileged(context):
     assert uids[0] != "0" and len(set(uids)) == 1
 
 
-def test_probers_end_with_their_context():
-    host = hostfacts.collect("test")
+def test_probers_end_with_their_context(host):
     context = bind_matrix.Context(host)
     processes = [prober.process for prober in context.probers.values() if hasattr(prober, "process")]
     context.close()
@@ -116,7 +175,7 @@ def test_probers_end_with_their_context():
 
 
 def agent_processes():
-    """Agents and probers started from this checkout (they run with it as their working directory)."""
+    """Agents, probers and workers started from this checkout (they run with it as their working directory)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -125,12 +184,12 @@ def agent_processes():
             cwd = os.readlink("/proc/{}/cwd".format(pid))
         except OSError:
             continue
-        if (b"labs" in command or b"labs.prober" in command) and cwd == REPO:
+        if {b"labs", b"labs.prober", b"labs.workers"} & set(command) and cwd == REPO:
             found.append(pid)
     return found
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_an_agent_run_leaves_no_process_behind():
-    run_agent(*SEED_CELLS, "--where", "state=LISTEN")
+    run_agent(*SEED_CELLS, "--where", "state=LISTEN", "--batch", "4", "--workers", "2")  # 16 cases, 2 workers
     assert agent_processes() == []

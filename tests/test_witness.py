@@ -12,8 +12,8 @@ import pytest
 from labs import witness
 from labs.vocabulary import TCP_STATES, join_states
 from labs.witness import (
-    BsdNetstatReader, SockDiagReader, Witness, WitnessError, WindowsNetstatReader, parse_ip_helper_table,
-    parse_netstat_bsd, parse_netstat_linux, parse_netstat_windows, parse_proc_net, port_filter_bytecode,
+    BsdNetstatReader, End, SockDiagReader, Watch, Witness, WitnessError, WindowsNetstatReader, parse_ip_helper_table,
+    parse_netstat_bsd, parse_netstat_linux, parse_netstat_windows, parse_proc_net, port_filter_bytecode, watch,
 )
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "netstat")
@@ -333,6 +333,33 @@ def test_windows_netstat_reader(fake_netstat):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
+@pytest.mark.parametrize("os_family, sample, parse, watched", [
+    ("freebsd", "freebsd-12_netstat-an_jc.txt", parse_netstat_bsd,
+     [("tcp", 22), ("tcp", 25), ("tcp", 56321), ("udp", 514), ("udp", 22)]),
+    ("darwin", "macos-10.14.6_netstat-An_jc.txt", parse_netstat_bsd,
+     [("tcp", 53755), ("tcp", 53763), ("tcp", 9592), ("udp", 5353), ("udp", 61982), ("udp", 63995)]),
+    ("cygwin", "windows-10_netstat-aon_jc.txt", parse_netstat_windows,
+     [("tcp", 135), ("tcp", 1031), ("tcp", 8307), ("udp", 1900), ("udp", 52284)]),
+], ids=["freebsd-12", "macos-10.14.6", "windows-10"])
+def test_netstat_readers_read_each_table_once_per_batch(fake_netstat, os_family, sample, parse, watched):
+    """A batch of ports, polled until each shows what the recorded listing (tests/data/netstat/README.md: FreeBSD
+    12, macOS 10.14.6 and Windows 10 from kellyjonbrazil/jc) holds for it: netstat runs once per protocol table
+    (Windows': once per protocol and family) for the whole batch, and each port reads as states() reads it."""
+    log = fake_netstat(sample)
+    with Witness(os_family) as reader:
+        commands = [" ".join(command[1:]) for proto in ("tcp", "udp") for command in reader.reader.commands(proto)]
+        # the fake netstat prints the whole sample for each command: Windows' two per protocol see it twice
+        expected = [parse(recorded(sample) * len(reader.reader.commands(proto)), port, proto)
+                    for proto, port in watched]
+        readings = watch(reader, [Watch(proto, port) for proto, port in watched],
+                         lambda index, reading: reading.states == expected[index], 5.0)
+        assert [reading.states for reading in readings] == expected
+        assert [reading.strangers for reading in readings] == [0] * len(watched)
+        assert reader.reads == {"netstat": len(commands)}
+    assert log.read_text().splitlines() == commands
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake netstat is a shell script")
 def test_windows_without_ip_helper_falls_back_to_netstat(fake_netstat):
     """Where iphlpapi cannot be loaded (here: not Windows at all), the Windows witness runs netstat instead."""
     fake_netstat("windows-10_netstat-an_mozilla-mig.txt")
@@ -523,6 +550,98 @@ def test_real_sockets(linux_reader, family, scenario):
         assert witnessed(linux_reader, expected) == expected
     finally:
         net.close()
+
+
+@pytest.fixture(params=[True, False], ids=["lookups", "port dumps"])
+def sock_diag(request):
+    """The sock_diag reader as read() runs on this kernel (exact lookups), and as it runs where the kernel refuses
+    exact requests (port-filtered dumps)."""
+    with Witness("linux") as linux:
+        assert linux.reader.exact  # this kernel answers exact requests (the reader's probe)
+        linux.reader.exact = request.param
+        yield linux
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sock_diag_reads_a_batch_of_cases(sock_diag, family):
+    """One read() of several cases' ports, each with the sockets the case made there (a closed one by its
+    addresses): every state bind_matrix drives, nothing on the ports but those sockets."""
+    net = Loopback(*family, sock_diag)
+    try:
+        listener, client, server = net.connection()
+        both = Watch("tcp", port_of(listener), [End(listener), End(server)])
+        bound = net.bound()
+        alone = Watch("tcp", port_of(bound), [End(bound)])
+        old_listener, old_client, old_server = net.connection()
+        old_listener.close()
+        established = Watch("tcp", port_of(old_server), [End(old_server)])
+        closing_listener, closing_client, closing_server = net.connection()
+        closing_listener.close()
+        ended = Watch("tcp", port_of(closing_server), [End(closing_server).closed()])
+        closing_server.close()  # the server closes first: its end holds TIME_WAIT once the client closes too
+        poll_until(sock_diag, "tcp", port_of(closing_client), "CLOSE_WAIT")
+        closing_client.close()
+        receiver = net.bound(socket.SOCK_DGRAM)
+        sender = net.bound(socket.SOCK_DGRAM)
+        sender.connect(receiver.getsockname()[:2])
+        datagrams = [Watch("udp", port_of(sock), [End(sock)]) for sock in (receiver, sender)]
+        watches = [both, alone, established, ended] + datagrams
+        # a bound-only socket: its own word where it is looked up (no lookup hash holds it), a dump entry where the
+        # kernel dumps bound sockets
+        shows_bound = sock_diag.reader.exact or sock_diag.sees_bound_tcp
+        expected = [("ESTABLISHED", "LISTEN"), ("BOUND",) if shows_bound else (), ("ESTABLISHED",), ("TIME_WAIT",),
+                    ("BOUND",), ("ESTABLISHED",)]
+        readings = watch(sock_diag, watches, lambda index, reading: tuple(sorted(reading.states)) == expected[index],
+                         5.0)
+        assert [tuple(sorted(reading.states)) for reading in readings] == expected
+        assert [reading.strangers for reading in readings] == [0] * len(watches)
+    finally:
+        net.close()
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("kind, proto", [(socket.SOCK_STREAM, "tcp"), (socket.SOCK_DGRAM, "udp")])
+def test_sock_diag_counts_strangers(kind, proto):
+    """A second SO_REUSEPORT socket on a watched port that the case did not make is a stranger, whichever of the
+    two a lookup by address returns."""
+    with Witness("linux") as linux:
+        ours, theirs = socket.socket(socket.AF_INET, kind), socket.socket(socket.AF_INET, kind)
+        try:
+            for sock in (ours, theirs):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            ours.bind(("127.0.0.1", 0))
+            theirs.bind(("127.0.0.1", port_of(ours)))
+            if proto == "tcp":
+                ours.listen(1)
+                theirs.listen(1)
+            (reading,) = linux.read([Watch(proto, port_of(ours), [End(ours)])])
+            state = "LISTEN" if proto == "tcp" else "BOUND"
+            assert (reading.states, reading.strangers) == ((state, state), 1)
+            (reading,) = linux.read([Watch(proto, port_of(ours), [End(ours), End(theirs)])])
+            assert (reading.states, reading.strangers) == ((state, state), 0)
+        finally:
+            ours.close()
+            theirs.close()
+
+
+@LINUX_ONLY
+def test_sock_diag_looks_sockets_up_one_by_one():
+    """read() makes one exact request per socket, and dumps only the listening and UDP tables (the kernel skips
+    its established table for a LISTEN-only state mask), whatever else the host holds."""
+    with Witness("linux") as linux:
+        net = Loopback(socket.AF_INET, "127.0.0.1", linux)
+        try:
+            listeners = [net.listener() for _ in range(5)]
+            datagram = net.bound(socket.SOCK_DGRAM)
+            linux.reads.clear()
+            readings = linux.read([Watch("tcp", port_of(sock), [End(sock)]) for sock in listeners] +
+                                  [Watch("udp", port_of(datagram), [End(datagram)])])
+            assert [reading.states for reading in readings] == [("LISTEN",)] * 5 + [("BOUND",)]
+            # the TCP dump covers both families in one request where the kernel takes TCPDIAG_GETSOCK
+            assert linux.reads == {"lookup": 6, "dump": len(linux.reader.tcp_dumps) + 2}
+        finally:
+            net.close()
 
 
 def raw_sock_diag_ports(family, protocol, port, equal_op):
