@@ -187,7 +187,13 @@ class ProberProcess:
             raise ProberDied("prober process: {}".format(exc)) from None
         if not answer:
             raise ProberDied("prober process exited with status {}".format(self.process.wait()))
-        return json.loads(answer)
+        try:
+            return json.loads(answer)
+        except ValueError:
+            # Something else wrote to its stdout: every later answer would belong to an earlier request, so the
+            # prober is ended, and what it was asked from now on fails (ProberDied), never answered out of turn.
+            self.process.kill()
+            raise ProberDied("prober process answered what is not JSON ({!r}): ended".format(answer[:60])) from None
 
     def close(self):
         LIVE.discard(self)
