@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 from labs import endpoints
-from labs.sockopts import Options, error_name, platform_family
+from labs.sockopts import Options, error_name, system_family
 from labs.vocabulary import OK
 
 UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
@@ -230,7 +230,7 @@ def drop_privileges(name):
 
 
 def serve(stdin, stdout):
-    options = Options(platform_family())
+    options = Options(system_family())
     held = HeldSecond(options)
     try:
         for line in stdin:

@@ -5,6 +5,7 @@ Windows builds), so each option also has the OS's numeric value here, taken from
 named the POSIX way; Windows WSA codes map onto the same names so results from every OS line up.
 """
 import errno
+import re
 import socket
 import struct
 import sys
@@ -122,6 +123,32 @@ class Options:
         except OSError:
             pass  # already reset by the peer: a plain close leaves nothing either
         sock.close()
+
+
+# gVisor's /proc/cmdline names a kernel image ending in "-gvisor" after its claimed release ("BOOT_IMAGE=/vmlinuz-
+# 4.4.0-gvisor quiet"; pkg/sentry/fsimpl/proc/tasks_files.go): readable by any user, no program to run. Its uname
+# release changes between gVisor releases (4.4.0, later 4.19.0-gvisor), so it is not the mark.
+GVISOR_MARK = re.compile(r"-gvisor\b")
+CMDLINE = "/proc/cmdline"
+
+
+def is_gvisor(cmdline):
+    """Whether a /proc/cmdline text is gVisor's."""
+    return bool(GVISOR_MARK.search(cmdline or ""))
+
+
+def system_family():
+    """The family of the system this agent runs on: platform_family(), except that Linux's system call interface
+    served by gVisor's own kernel and TCP/IP stack is `gvisor`, a system of its own."""
+    family = platform_family()
+    if family == "linux":
+        try:
+            with open(CMDLINE) as stream:
+                if is_gvisor(stream.read()):
+                    return "gvisor"
+        except OSError:
+            pass
+    return family
 
 
 def platform_family(platform=None):
