@@ -147,6 +147,7 @@ class ProberProcess:
         command = [sys.executable, "-m", "labs.prober"] + (["--user", user] if user else [])
         self.process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
+        self.broken = None  # why the prober was given up: every later request fails with it
         LIVE.add(self)
 
     def try_second(self, request):
@@ -174,6 +175,8 @@ class ProberProcess:
         return self.receive()
 
     def send(self, request):
+        if self.broken:
+            raise ProberDied(self.broken)
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
@@ -187,7 +190,13 @@ class ProberProcess:
             raise ProberDied("prober process: {}".format(exc)) from None
         if not answer:
             raise ProberDied("prober process exited with status {}".format(self.process.wait()))
-        return json.loads(answer)
+        try:
+            return json.loads(answer)
+        except ValueError:
+            # what it says next may answer an earlier request: give it up, so no later answer is taken for another's
+            self.broken = "the prober process answered {!r}, not JSON; it was ended".format(answer[:80])
+            self.process.kill()
+            raise ProberDied(self.broken) from None
 
     def close(self):
         LIVE.discard(self)

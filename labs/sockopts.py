@@ -39,6 +39,9 @@ IPV6_DEFAULT = (41, 27)
 # gVisor has Linux's layout but leaves tcpi_options zero (its TCP_INFO fills the state, RTO, RTT, cwnd and
 # ssthresh only), so whether a connection used timestamps is unknown there.
 TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
+# Where tcpi_state, struct tcp_info's first byte, holds Linux's state numbers (include/net/tcp_states.h): Linux, and
+# gVisor, whose TCP_INFO reports netstack's state in them (pkg/sentry/socket/netstack/netstack.go getSockOptTCP).
+TCPI_STATE_FAMILIES = ("linux", "gvisor")
 TCPI_OPT_TIMESTAMPS = 0x1
 TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits
 
@@ -80,6 +83,7 @@ class Options:
         # struct linger is two ints on POSIX, two u_shorts on Windows.
         self.linger_format = "HH" if os_family == "windows" else "ii"
         self.tcpi_options = TCPI_OPTIONS_OFFSET.get(os_family)
+        self.tcpi_state = os_family in TCPI_STATE_FAMILIES
 
     @property
     def known(self):
@@ -115,6 +119,16 @@ class Options:
         if len(info) <= self.tcpi_options:
             return "unknown"
         return "yes" if info[self.tcpi_options] & TCPI_OPT_TIMESTAMPS else "no"
+
+    def tcp_state(self, sock):
+        """The TCP state number (Linux's) that TCP_INFO reports for `sock`, or None where the host cannot say."""
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if tcp_info is None or not self.tcpi_state:
+            return None
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, tcp_info, TCP_INFO_SIZE)[0]
+        except (OSError, IndexError):
+            return None
 
     def abort(self, sock):
         """Close with SO_LINGER 0: an RST, so the connection leaves no TIME_WAIT or orphan behind."""

@@ -245,6 +245,18 @@ def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
     return _states(ip_helper_entries(table, (port,), proto, ipv6))
 
 
+# --- how a state was witnessed, where not by the table ---------------------------------------------------------
+# The `witness` column names the way after the state, decided here once: "TIME_WAIT (peer)". A state the table
+# itself showed is spelled alone, as it always was.
+BY_PEER = "peer"  # the connection's other end, still open, says so (TCP_INFO: its FIN was ACKed)
+BY_OWN_SOCKET = "own socket"  # the socket itself (getsockname, getpeername), where the table cannot list it
+
+
+def witnessed_by(states, way):
+    """The witness spelling of `states` shown by `way` (BY_PEER, BY_OWN_SOCKET)."""
+    return "{} ({})".format(states, way)
+
+
 # --- what a case asks about: its port and the sockets it made there ---------------------------------------------
 
 class End:
@@ -320,6 +332,9 @@ class Reader:
     sees_closed = True  # a socket whose descriptor is closed is still listed while its connection closes
     sees_udp6 = True  # IPv6 and dual-stack UDP sockets are listed
     blind_spot = ""  # what the reader cannot see, in words, where it misses one of the above
+    # Where TIME_WAIT is not listed: whether the stack's sources make the peer's word an exact witness of it (the
+    # end that closed second keeps its descriptor; once its FIN is ACKed the other end is in TIME_WAIT)
+    time_wait_by_peer = False
 
     def __init__(self, os_family=None):
         self.reads = collections.Counter()
@@ -767,7 +782,11 @@ class GvisorProcNetReader(ProcNetReader):
     sees_time_wait = False
     sees_closed = False
     sees_udp6 = False
-    blind_spot = "gVisor's /proc/net lists only sockets with an open descriptor, and no IPv6 or dual-stack UDP socket"
+    blind_spot = "gVisor's /proc/net lists only sockets with an open descriptor"
+    # netstack ACKs a FIN that reaches FIN_WAIT_2 (or FIN_WAIT_1 with the ACK of its own FIN) in the same step that
+    # enters TIME_WAIT (pkg/tcpip/transport/tcp/rcv.go consumeSegment), and holds TIME_WAIT for 60 s
+    # (DefaultTCPTimeWaitTimeout): a peer whose FIN was ACKed proves the other end is in TIME_WAIT.
+    time_wait_by_peer = True
 
     def read(self, watches):
         rows = {}
@@ -991,6 +1010,7 @@ class Witness:
         self.sees_closed = self.reader.sees_closed
         self.sees_udp6 = self.reader.sees_udp6
         self.blind_spot = self.reader.blind_spot
+        self.time_wait_by_peer = self.reader.time_wait_by_peer
 
     def states(self, proto, port):
         """One TCP_STATES name per table entry whose local port is `port` ("tcp" or "udp"), IPv4 and IPv6."""
