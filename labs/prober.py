@@ -193,8 +193,9 @@ class ProberProcess:
         try:
             return json.loads(answer)
         except ValueError:
-            # what it says next may answer an earlier request: give it up, so no later answer is taken for another's
-            self.broken = "the prober process answered {!r}, not JSON; it was ended".format(answer[:80])
+            # Something else wrote to its stdout: every later answer would belong to an earlier request, so the
+            # prober is ended, and what it was asked from now on fails (ProberDied), never answered out of turn.
+            self.broken = "prober process answered what is not JSON ({!r}): ended".format(answer[:60])
             self.process.kill()
             raise ProberDied(self.broken) from None
 

@@ -306,8 +306,9 @@ def test_runner_image_from_the_environment_github_sets():
 def test_a_case_that_fails_unexpectedly_is_an_error_and_the_run_goes_on(tmp_path):
     """A host whose Python prints at start-up (a site customisation that writes to standard output): the agent's
     own lines go to --out, untouched by it, but the prober process answers its first request with that text, which
-    no lab expects. That case is `error`, saying what and where, and the run goes on: the next case (from the same
-    process, no prober) has its result, and the end record comes."""
+    no lab expects. That case is `error`, saying what came, and the prober is ended: its later cases (in batches of
+    one, so each is a request of its own) are `error` too, never given an answer meant for another; the run goes on:
+    the cases from the same process (no prober) have their results, and the end record comes."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text("import sys\nsys.stdout.write('welcome to this host\\n')\n")
@@ -316,7 +317,8 @@ def test_a_case_that_fails_unexpectedly_is_an_error_and_the_run_goes_on(tmp_path
                            "--where", "proto=udp", "--where", "family=inet", "--where", "state=BOUND",
                            "--where", "first_opts=none", "--where", "second_opts=none",
                            "--where", "first_addr=loopback", "--where", "second_addr=loopback",
-                           "--where", "prober=other_process,same_process", "--out", str(out)],
+                           "--where", "prober=other_process,same_process", "--where", "second_opts=none,SO_REUSEADDR",
+                           "--batch", "1", "--workers", "1", "--out", str(out)],
                           cwd=REPO, env=dict(os.environ, PYTHONPATH=str(site)), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
@@ -324,11 +326,12 @@ def test_a_case_that_fails_unexpectedly_is_an_error_and_the_run_goes_on(tmp_path
     raw = out.read_bytes()
     assert b"\r" not in raw and raw.endswith(b"\n")
     records = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
-    cases = {record["prober"]: record for record in records if record["record"] == "case"}
-    failed = cases["other_process"]
-    assert failed["outcome"] == "error" and failed["errno"] is None
-    assert failed["detail"].startswith("unexpected JSONDecodeError in labs/prober.py:"), failed["detail"]
-    assert failed["detail"].endswith("(ask): Expecting value: line 1 column 1 (char 0)"), failed["detail"]
-    after = cases["same_process"]
-    assert after["witness"] == "BOUND" and after["outcome"] == after["bind"] != "error"
-    assert records[-1]["record"] == "end" and records[-1]["cases"] == 2
+    cases = [record for record in records if record["record"] == "case"]
+    (first, later) = [case for case in cases if case["prober"] == "other_process"]
+    assert first["outcome"] == "error" and first["errno"] is None
+    assert first["detail"] == "ProberDied: prober process answered what is not JSON (b'welcome to this host\\n'): " \
+                              "ended", first["detail"]
+    assert later["outcome"] == "error" and later["detail"].startswith("ProberDied: prober process"), later["detail"]
+    for after in (case for case in cases if case["prober"] == "same_process"):
+        assert after["witness"] == "BOUND" and after["outcome"] == after["bind"] != "error"
+    assert records[-1]["record"] == "end" and records[-1]["cases"] == 4
