@@ -1,5 +1,6 @@
 """`check`: a run judged against the expectations, its verdict counts and every mismatch with its source."""
 from analysis import report, terminal
+from analysis.expectations import verdict_counts
 
 
 def check(run_dir, expectations, console, as_json=False):
@@ -8,7 +9,7 @@ def check(run_dir, expectations, console, as_json=False):
     returns the exit status: 1 if a case disagrees with the expectations, else 0. A run with no case is a
     UserError (report.judged_runs)."""
     judged = report.judged_runs([run_dir], expectations)
-    counts, wrong = report.verdict_counts(judged), terminal.mismatch_rows(judged)
+    counts, wrong = verdict_counts(judged), terminal.mismatch_rows(judged)
     status = int(bool(wrong))
     if as_json:
         terminal.print_json({"run": run_dir, "cases": len(judged), "exit_status": status,

@@ -538,8 +538,31 @@ def judge(results, table):
     return judged
 
 
+def verdict_counts(judged, run_id=None, keys=("host", "lab")):
+    """Cases per `keys` (rows, in order of appearance) and verdict (VERDICTS order) of the run `run_id` (all
+    rows when None), counted by code."""
+    codes, firsts = group_codes(judged, list(keys))
+    verdict_codes, verdicts = pd.factorize(judged["verdict"])
+    kept = np.ones(len(judged), dtype=bool) if run_id is None else (judged["run_id"] == run_id).to_numpy()
+    counts = np.bincount(codes[kept] * len(verdicts) + verdict_codes[kept], minlength=len(firsts) * len(
+        verdicts)).reshape(len(firsts), len(verdicts))
+    table = pd.DataFrame(counts, index=pd.MultiIndex.from_frame(judged[list(keys)].iloc[firsts]),
+                         columns=pd.Index(verdicts, name="verdict"))
+    table = table[np.bincount(codes[kept], minlength=len(firsts)) > 0]
+    return table.reindex(columns=[verdict for verdict in VERDICTS if verdict in table.columns] + [
+        verdict for verdict in table.columns if verdict not in VERDICTS])
+
+
 def documented_share(counts):
     """(documented, measured): cases a source speaks for (match, mismatch) and cases measured with a verdict
     that says so (those and undocumented)."""
     documented = counts.reindex(columns=["match", "mismatch"], fill_value=0).sum(axis=1)
     return documented, documented + counts.reindex(columns=["undocumented"], fill_value=0).sum(axis=1)
+
+
+def documented_column(counts):
+    """The verdict counts with a column `documented`: the share of each row's measured cases a source documents,
+    as the report prints it ("97%"; empty where none was measured)."""
+    documented, measured = documented_share(counts)
+    return counts.assign(documented=["{:.0%}".format(part / whole) if whole else ""
+                                     for part, whole in zip(documented, measured)])

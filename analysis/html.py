@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis import findings as key_findings
 from analysis import palette
+from analysis.expectations import documented_column, verdict_counts
 from analysis.grouping import first_positions, group_codes
 from analysis.labels import NOT_MEASURED, system_label
 from analysis.layouts import (axis_labels, cell_meanings, cell_texts, lab_layout, meaning_codes, present_axes,
@@ -203,14 +204,14 @@ def write(judged, path, title, findings=None):
         sections.append({"name": lab, "description": layout.description or "Rows: system x {}; columns: {}.".format(
             ", ".join(axis.label for axis in layout.rows), layout.column.label)})
     listed, count = mismatch_list(system_codes, systems, judged, MAX_MISMATCH_ROWS)
+    counts = verdict_counts(judged.assign(system=systems["label"].to_numpy()[system_codes]), keys=("system", "lab"))
     present = {palette.NAMES[code] for lab in labs for code in lab["looks"]["meaning"]}  # step cells' too
     page = render(
         "report.html.j2", title=title, summary=summary(systems), runs=runs_table(systems),
         questions=findings.questions, meanings={colour.name: colour.label for colour in palette.MEANINGS},
         palette=palette.MEANINGS, legend=[colour for colour in palette.MEANINGS
                                           if colour.name in present or colour.name == "none"],
-        not_measured=NOT_MEASURED, labs=sections, counts=frame_table(findings.counts.assign(
-            total=findings.counts.sum(axis=1)), index=True),
+        not_measured=NOT_MEASURED, labs=sections, counts=frame_table(documented_column(counts.assign(total=counts.sum(axis=1))), index=True),
         mismatches=frame_table(listed), more_mismatches=count - len(listed),
         data={"strings": strings.strings, "meanings": list(palette.NAMES), "maxRows": MAX_DRAWN_ROWS,
               "caseIdSeparator": CASE_ID_SEPARATOR, "labs": labs})

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import html, picture
-from analysis.expectations import VERDICTS
+from analysis.expectations import documented_column, verdict_counts
 from analysis.findings import key_findings
 from analysis.grouping import group_codes
 from analysis.labels import NOT_MEASURED, options_label, system_label
@@ -84,21 +84,6 @@ def lab_table(cases, layout):
     labelled = cases.assign(**{axis.label: axis_labels(cases, axis) for axis in axes})
     return pivot(labelled, ["system"] + [axis.label for axis in axes], layout,
                  labelled["text"] if "text" in labelled.columns else None, empty)
-
-
-def verdict_counts(judged, run_id=None):
-    """Cases per host and lab (rows, in order of appearance) and verdict (VERDICTS order) of the run `run_id` (all
-    rows when None), counted by code."""
-    codes, firsts = group_codes(judged, ["host", "lab"])
-    verdict_codes, verdicts = pd.factorize(judged["verdict"])
-    kept = np.ones(len(judged), dtype=bool) if run_id is None else (judged["run_id"] == run_id).to_numpy()
-    counts = np.bincount(codes[kept] * len(verdicts) + verdict_codes[kept], minlength=len(firsts) * len(
-        verdicts)).reshape(len(firsts), len(verdicts))
-    table = pd.DataFrame(counts, index=pd.MultiIndex.from_frame(judged[["host", "lab"]].iloc[firsts]),
-                         columns=pd.Index(verdicts, name="verdict"))
-    table = table[np.bincount(codes[kept], minlength=len(firsts)) > 0]
-    return table.reindex(columns=[verdict for verdict in VERDICTS if verdict in table.columns] + [
-        verdict for verdict in table.columns if verdict not in VERDICTS])
 
 
 def mismatches(judged):
@@ -240,7 +225,7 @@ def write(judged, run_dir, manifest, out_dir, progress=None):
         sections.append(lab_section(lab, judged if in_lab.all() else judged[in_lab], out_dir))  # one lab: no copy
     text = render(
         "report.md.j2", run_id=manifest["run_id"], run_dir=run_dir, manifest=manifest, questions=findings.questions,
-        hosts=markdown_table(hosts.rename_axis("host")), hosts_rows=len(hosts), counts=markdown_table(counts),
+        hosts=markdown_table(hosts.rename_axis("host")), hosts_rows=len(hosts), counts=markdown_table(documented_column(counts)),
         counts_rows=len(counts), mismatches=markdown_table(wrong, index=False), mismatch_rows=len(wrong),
         fold_rows=FOLD_ROWS, mismatch_mark=MISMATCH_MARK.strip(), not_measured=NOT_MEASURED, sections=sections)
     path = os.path.join(out_dir, "report.md")

@@ -13,7 +13,7 @@ from analysis.layouts import cell_texts
 
 
 def verdict_rows(counts):
-    """[{host, lab, <every verdict>: count, documented_share}] of report.verdict_counts, every verdict present (0
+    """[{host, lab, <every verdict>: count, documented_share}] of analysis.expectations.verdict_counts, every verdict present (0
     when none); documented_share is the share of the measured cases a source documents (findings.documented_share:
     match and mismatch among those and undocumented), None where none was measured."""
     counts = counts.reindex(columns=list(VERDICTS), fill_value=0)

@@ -181,6 +181,30 @@ def test_verdicts_and_every_mismatch_with_its_source(judged):
         assert any(finding.text.endswith(": {}.".format(source)) for finding in listed)
 
 
+def test_the_verdict_tables_give_the_documented_share_per_system_and_lab(judged, tmp_path):
+    """Issue 16: beside the verdict counts, per host (Markdown: the run's) or system (HTML: with the archive) and
+    lab, the share of the measured cases a source documents: match and mismatch among those and undocumented."""
+    run_id = judged["run_id"].iloc[0]
+    path, _, _ = report.write(judged, REPO, {"run_id": run_id, "started": "", "ended": "", "agent_version": "",
+                                             "hosts": {"local": {"status": "completed", "cases": 1, "reason": ""}}},
+                              str(tmp_path))
+    text = open(path, encoding="utf-8").read()
+    table = text[text.index("## Verdicts"):text.index("## Mismatches")]
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
+                        if line.startswith("|")]
+    assert header[:2] == ["host", "lab"] and header[-1] == "documented"
+    mine = judged[judged["run_id"] == run_id]
+    for row in rows:
+        verdicts = mine.loc[(mine["host"] == row[0]) & (mine["lab"] == row[1]), "verdict"].value_counts()
+        documented = verdicts.get("match", 0) + verdicts.get("mismatch", 0)
+        assert row[-1] == "{:.0%}".format(documented / (documented + verdicts.get("undocumented", 0)))
+    assert {row[1] for row in rows} == set(mine["lab"])
+    page = open(os.path.join(str(tmp_path), "report.html"), encoding="utf-8").read()
+    verdicts = page[page.index("<h2>Verdicts per system and lab</h2>"):page.index('<h2 id="mismatches">')]
+    assert re.search(r"<th>system</th>\s*<th>lab</th>.*<th>documented</th>", verdicts, re.S)
+    assert verdicts.count("<tr>") - 1 == judged.groupby(["host", "run_id", "lab"]).ngroups
+
+
 # ------------------------------------------------------------------------------------------------ Markdown
 
 def test_the_markdown_answers_first_and_fits_a_readme(judged, tmp_path):
