@@ -384,7 +384,7 @@ def step_cells(cases, layout):
             meaning[hit], decided = rule.meaning, decided | hit
     no_result = _no_result(_text(melted, "outcome")).to_numpy()
     meaning[no_result] = value_meanings(_text(melted, "outcome")).to_numpy(dtype=object)[no_result]
-    text = melted["value"].astype(object)
+    text = melted["value"].astype(str)  # a measure read from a host log is a number, not text
     if "verdict" in melted.columns:
         text = text.where(~_mismatch_marks(melted, steps[0]), text + MISMATCH_MARK)
     order = np.argsort(melted.index.to_numpy(), kind="stable")  # case by case, steps in the layout's order

@@ -94,8 +94,8 @@ def checked(table, path, manifest):
               "not an error number")
     for name in table["lab"].unique():
         rows, lab = table["lab"] == name, LAB_MODULES[name]
-        for column, values in lab.AXES.items():
-            first_bad(path, rows & ~table[column].isin(values), column, "not a value of {}'s {} ({})".format(
+        for column, values in lab.AXES.items():  # an empty value is read as missing: it is "" (second_family)
+            first_bad(path, rows & ~table[column].fillna("").isin(values), column, "not a value of {}'s {} ({})".format(
                 name, column, ", ".join(values)))
     first_bad(path, table.duplicated(["host", "lab", "case_id"]), "case_id", "a case of this host is here twice")
     return table

@@ -136,7 +136,8 @@ def test_the_test_beds_runsc_is_debians_and_names_its_release(runsc):
 SANDBOX_SELECTIONS = [
     ("bind_matrix", ["proto=tcp", "family=inet", "state=LISTEN,ESTABLISHED,CLOSE_WAIT", "first_addr=wildcard",
                      "second_addr=wildcard", "prober=other_process"], 48),
-    ("hijack", ["family=inet", "first_addr=wildcard", "second_addr=wildcard", "prober=other_process"], 16),
+    ("hijack", ["proto=tcp", "family=inet", "first_addr=wildcard", "second_addr=wildcard", "prober=other_process"],
+     16),
 ]
 
 
@@ -153,7 +154,8 @@ def test_a_sandboxs_cases_match_the_gvisor_rows(runsc, table, lab, where, count)
     # Until the agent tells gVisor apart itself (issue 14), the facts are those the gVisor host will report.
     cases = [dict({key: value for key, value in record.items() if key != "record"}, run_id="r", host="gvisor",
                   **dict(GVISOR_FACTS, os_release=release))
-             for record in records if record["record"] == "case"]
+             for record in records if record["record"] == "case"
+             and not record.get("second_family")]  # the rows are of the second socket in the first's family
     judged = judge(pd.DataFrame(cases).reindex(columns=COLUMNS), table)
     assert len(judged) == count
     differing = judged[judged["verdict"] != "match"][["case_id", "outcome", "witness", "verdict", "expected"]]
