@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import labs
-from labs import endpoints, hijack, hostfacts
+from labs import bind_matrix, endpoints, hijack, hostfacts
 from labs.polling import poll
 from labs.prober import ProberProcess, serve
 from labs.sockopts import Options, platform_family
@@ -31,8 +31,8 @@ def lab():
     context.close()
 
 
-def case(family, first_opts, second_opts, first_addr, second_addr, prober="other_process"):
-    return dict(zip(hijack.PARAMETERS, (family, first_opts, second_opts, first_addr, second_addr, prober)))
+def case(family, first_opts, second_opts, first_addr, second_addr, prober="other_process", proto="tcp"):
+    return dict(zip(hijack.PARAMETERS, (family, first_opts, second_opts, first_addr, second_addr, prober, proto)))
 
 
 # Linux 6.x, a second process of the same user: (outcome, accepted_by, after_close). Without SO_REUSEPORT on both
@@ -84,8 +84,11 @@ def test_every_axis_is_covered(lab):
     cases = list(hijack.cases(host))
     options = len(hijack.option_sets(host["options"]))
     pairs = sum(len(names) ** 2 for names in hijack.ADDRESSES.values())
-    assert len(cases) == options ** 2 * pairs * len(hijack.PROBERS)
+    assert len(cases) == options ** 2 * pairs * len(hijack.PROBERS) * len(hijack.PROTOS)
     assert len({labs.case_id(hijack, params) for params in cases}) == len(cases)
+    # a TCP case's id is what it was before UDP cases existed; a UDP case's ends in udp
+    assert {labs.case_id(hijack, params).endswith("/udp") for params in cases if params["proto"] == "udp"} == {True}
+    assert {labs.case_id(hijack, params).count("/") for params in cases if params["proto"] == "tcp"} == {5}
 
 
 def test_a_first_socket_that_does_not_listen_is_inconclusive(lab, monkeypatch):
@@ -100,11 +103,20 @@ def test_a_first_socket_that_does_not_listen_is_inconclusive(lab, monkeypatch):
     assert "bind" not in record and "accepted_by" not in record
 
 
-def test_no_other_user_is_unsupported(lab, monkeypatch):
-    _, context = lab
-    monkeypatch.delitem(context.probers, "other_user", raising=False)
-    record = hijack.run_case(context, case("inet", "none", "none", "wildcard", "wildcard", "other_user"))
-    assert record["outcome"] == "unsupported"
+@pytest.mark.parametrize("admin, why", [
+    (True, "no other user: the agent runs as root or administrator, but there is no unprivileged account to drop to"),
+    (False, "no other user: the agent does not run as root or administrator")])
+def test_no_other_user_is_unsupported_and_says_why(lab, monkeypatch, admin, why):
+    """An administrator with no account to drop to (Windows, where there are no uids) and an agent that is not
+    root: other_user is unsupported, and the detail says which."""
+    host, _ = lab
+    monkeypatch.setattr(bind_matrix, "unprivileged_user", lambda: None)
+    context = hijack.Context(dict(host, admin=admin))
+    try:
+        record = hijack.run_case(context, case("inet", "none", "none", "wildcard", "wildcard", "other_user"))
+    finally:
+        context.close()
+    assert (record["outcome"], record["detail"]) == ("unsupported", why)
 
 
 def test_an_option_the_host_refuses_on_the_first_socket_is_unsupported(lab, monkeypatch):
@@ -194,5 +206,7 @@ def test_the_agent_runs_the_lab_end_to_end():
     records = [json.loads(line) for line in done.stdout.splitlines()]
     cases = [record for record in records if record["record"] == "case"]
     assert records[-1] == dict(records[-1], record="end", cases=len(cases))
-    assert cases and all(record["witness"] == "LISTEN" for record in cases)
+    assert {record["proto"] for record in cases} == {"tcp", "udp"}
+    assert cases and all(record["witness"] == {"tcp": "LISTEN", "udp": "BOUND"}[record["proto"]]
+                         for record in cases)
     assert not [record for record in cases if record["outcome"] in ("error", "inconclusive")]
