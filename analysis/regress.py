@@ -96,7 +96,7 @@ def result_text(cases):
     step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~cases["outcome"].isin(SPECIAL_OUTCOMES))
     text = (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
     for column in [column for column in VALUE_STEP_COLUMNS if column in cases.columns]:
-        value = cases[column].fillna("").astype(str)
+        value = cases[column].astype(object).where(cases[column].notna(), "").astype(str)
         text = text.where(value == "", text + "; " + column + " " + value)
     return text
 

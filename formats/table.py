@@ -39,6 +39,11 @@ def with_columns(table):
     present = set(table["lab"].dropna()) if "lab" in table.columns else set()
     table = table.reindex(columns=list(RESULT_COLUMNS) + lab_columns(present))
     table["errno"] = pd.to_numeric(table["errno"]).astype("Int64")
+    for name in present:  # an empty ID_DEFAULT value reads as missing (CSV): it is the default
+        default = getattr(LAB_MODULES[name], "ID_DEFAULT", None)
+        if default:
+            rows = (table["lab"] == name) & table[default[0]].isna()
+            table.loc[rows, default[0]] = default[1]
     return table
 
 
