@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 import labs
 from labs import bind_matrix, endpoints, hijack, hostfacts
 from labs.sockopts import Options, platform_family
-from tests.conftest import REPO
+from tests.conftest import REPO, in_own_network
 
 SEED_CELLS = ["--where", "proto=tcp", "--where", "family=inet", "--where", "first_addr=wildcard",
               "--where", "second_addr=wildcard", "--where", "prober=other_process"]
@@ -28,9 +29,13 @@ needs_root = pytest.mark.skipif(not hostfacts.is_admin(), reason="other_user nee
 
 
 def run_agent(*arguments):
-    """The agent as the local transport runs it; its case records."""
-    done = subprocess.run([sys.executable, "-m", "labs", "--lab", "bind_matrix"] + list(arguments), cwd=REPO,
-                          capture_output=True, text=True, timeout=600, check=True)
+    """The agent as the local transport runs it; its case records. As root, in a network namespace of its own: the
+    tests that compare two runs case by case then compare what the OS does, never another program's socket that
+    took one of a case's ports meanwhile (on a shared machine, a bound-only one the witness cannot see)."""
+    command = [sys.executable, "-m", "labs", "--lab", "bind_matrix"] + list(arguments)
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        command = in_own_network(command)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert records[0]["record"] == "host" and records[-1]["record"] == "end"
     return [record for record in records if record["record"] == "case"]
