@@ -536,3 +536,10 @@ def judge(results, table):
     judged["expected"] = pd.Series(expected, index=judged.index, dtype=object)
     judged["source"] = pd.Series(source, index=judged.index, dtype=object)
     return judged
+
+
+def documented_share(counts):
+    """(documented, measured): cases a source speaks for (match, mismatch) and cases measured with a verdict
+    that says so (those and undocumented)."""
+    documented = counts.reindex(columns=["match", "mismatch"], fill_value=0).sum(axis=1)
+    return documented, documented + counts.reindex(columns=["undocumented"], fill_value=0).sum(axis=1)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import system_cells
-from analysis.expectations import VERDICTS
+from analysis.expectations import VERDICTS, documented_share
 from analysis.grouping import group_codes
 from analysis.labels import system_label
 from analysis.layouts import axis_labels, cell_meanings, cell_texts, lab_layout
@@ -413,13 +413,6 @@ def verdict_table(judged):
     table = pd.DataFrame(counts, index=pd.Index(systems, name="system"), columns=list(verdicts))
     return table.reindex(columns=[verdict for verdict in VERDICTS if verdict in table.columns] + [
         verdict for verdict in table.columns if verdict not in VERDICTS])
-
-
-def documented_share(counts):
-    """(documented, measured): cases a source speaks for (match, mismatch) and cases measured with a verdict
-    that says so (those and undocumented)."""
-    documented = counts.reindex(columns=["match", "mismatch"], fill_value=0).sum(axis=1)
-    return documented, documented + counts.reindex(columns=["undocumented"], fill_value=0).sum(axis=1)
 
 
 def percent(part, whole):

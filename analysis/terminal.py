@@ -8,30 +8,37 @@ import sys
 from rich.table import Table
 
 from analysis import palette
-from analysis.expectations import VERDICTS
+from analysis.expectations import VERDICTS, documented_share
 from analysis.layouts import cell_texts
 
 
 def verdict_rows(counts):
-    """[{host, lab, <every verdict>: count}] of report.verdict_counts, every verdict present (0 when none)."""
+    """[{host, lab, <every verdict>: count, documented_share}] of report.verdict_counts, every verdict present (0
+    when none); documented_share is the share of the measured cases a source documents (findings.documented_share:
+    match and mismatch among those and undocumented), None where none was measured."""
     counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
-    return [dict(host=host, lab=lab, **{verdict: int(count) for verdict, count in row.items()})
-            for (host, lab), row in counts.iterrows()]
+    documented, measured = documented_share(counts)
+    return [dict(host=host, lab=lab, **{verdict: int(count) for verdict, count in row.items()},
+                 documented_share=round(documented[key] / measured[key], 4) if measured[key] else None)
+            for key, row in counts.iterrows() for host, lab in [key]]
 
 
 def verdict_table(counts, title):
     """The verdict counts per host and lab as a rich table: the verdicts that occur, and mismatch always (it fits
-    an 80-column terminal); a verdict's header in its palette colour, a count of mismatches above zero marked."""
+    an 80-column terminal), and the share of the measured cases a source documents; a verdict's header in its palette colour, a count of mismatches above zero marked."""
     rows = verdict_rows(counts)
     shown = [verdict for verdict in VERDICTS if verdict == "mismatch" or any(row[verdict] for row in rows)]
     table = Table("host", "lab", *shown, title=title)
     table.columns[1].no_wrap = True
     for column in table.columns[2:]:
         column.header_style, column.justify = palette.rich_style(str(column.header)), "right"
+    table.add_column("documented", justify="right")
     for row in rows:
+        share = row["documented_share"]
         table.add_row(row["host"], row["lab"], *[
             "[{}]{:,}[/]".format(palette.rich_style("mismatch"), row[verdict]) if verdict == "mismatch" and row[
-                verdict] else "{:,}".format(row[verdict]) for verdict in shown])
+                verdict] else "{:,}".format(row[verdict]) for verdict in shown],
+            "" if share is None else "{:.0%}".format(share))
     return table
 
 

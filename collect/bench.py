@@ -196,8 +196,8 @@ def recorded_reads_per_case(os_family, sample, size):
 
 def print_agent_figures(out, rounds):
     """Prints the agent's figures on the console `out`: the load, the TIME_WAITs the machine holds, the floor, the
-    whole bind matrix quiet (the agent's workers, and one process) and with 100,000 TIME_WAITs in a network
-    namespace of its own (root), and the witness readers' requests per case."""
+    whole bind matrix quiet (the agent's workers, and one process), with 100,000 TIME_WAITs in a network
+    namespace of its own (root) and inside gVisor (root, runsc), and the witness readers' requests per case."""
     from labs import bind_matrix, hostfacts
     from labs import workers as labs_workers
     from labs.sockopts import platform_family
@@ -229,6 +229,7 @@ def print_agent_figures(out, rounds):
                   "namespace is removed".format(busy / quiet, left))
     else:
         out.print("bind_matrix with 100,000 TIME_WAITs: skipped (its network namespace needs root)")
+    gvisor_figure(out, rounds, floor)
     for method in ("sock_diag", "/proc/net") if platform_family() == "linux" else ():
         reads, cases, size = reads_per_case(host, method, workers)
         out.print("witness reads per case, {} (the whole matrix, {:,} cases in batches of {}): {}".format(
@@ -237,6 +238,28 @@ def print_agent_figures(out, rounds):
     for os_family, name, sample in RECORDED_NETSTAT if os.name == "posix" else ():
         out.print("witness reads per case, {} (recorded; a batch of {} TCP cases in their states): {:.4f} netstat "
                   "runs".format(name, size, recorded_reads_per_case(os_family, sample, size)))
+
+
+def gvisor_figure(out, rounds, floor):
+    """The whole bind matrix inside gVisor (`runsc --network=none do`, Debian's runsc): its cells/s, or why it was
+    skipped (runsc needs root, and a machine where it can start a sandbox)."""
+    from testbed import system
+    from testbed.errors import LabError
+    if os.geteuid() != 0:
+        out.print("bind_matrix inside gVisor: skipped (`runsc do` runs a sandbox as root only)")
+        return
+    try:
+        runsc = system.require_runsc()
+    except LabError as exc:
+        out.print("bind_matrix inside gVisor: skipped ({})".format(exc))
+        return
+    trial = subprocess.run([runsc, "--network=none", "do", "/bin/true"], capture_output=True, text=True)
+    if trial.returncode != 0:
+        out.print("bind_matrix inside gVisor: skipped (runsc cannot run a sandbox here: {})".format(
+            (trial.stderr.strip().splitlines() or ["exit status {}".format(trial.returncode)])[-1]))
+        return
+    bind_matrix_rounds(out, lambda: cells_per_second([runsc, "--network=none", "do"]), rounds,
+                       "inside gVisor (runsc --network=none do, its netstack)", floor)
 
 
 def bind_matrix_rounds(out, measure, rounds, condition, floor):

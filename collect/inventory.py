@@ -9,6 +9,7 @@ a key is named by its path or by an environment variable (key_env), or an ssh-ag
 """
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 
 from formats import jsonfile, manifest as manifest_file, yamlfile
@@ -55,6 +56,28 @@ def _variable(value):
     return isinstance(value, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) is not None
 
 
+def launcher_words(value):
+    """The words of a `launcher` setting: a list of words as it is, a string split as a shell splits it (shlex;
+    never given to a shell). ValueError for anything else, an empty command or an unbalanced quote."""
+    if isinstance(value, str):
+        words = shlex.split(value)
+    elif isinstance(value, list) and all(isinstance(word, str) for word in value):
+        words = list(value)
+    else:
+        raise ValueError("neither a list of words nor a command line")
+    if not words or not all(words):
+        raise ValueError("an empty command or word")
+    return words
+
+
+def _launcher(value):
+    try:
+        launcher_words(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _labs(value):
     return isinstance(value, list) and value and all(name in LABS for name in value)
 
@@ -73,6 +96,8 @@ SETTINGS = {
     "shell": (lambda value: value in SHELLS, "one of " + ", ".join(SHELLS)),
     "os": (_text, "an OS hint, e.g. linux, freebsd, windows"),
     "labs": (_labs, "a list of lab names among " + ", ".join(LABS)),
+    "launcher": (_launcher, "a command the agent runs under (local transport), as a list of words or a command line "
+                            "split as a shell splits it, e.g. [runsc, --network=none, do] or 'ip netns exec lab1'"),
     "connect_timeout": (_seconds, "a number of seconds > 0"),
     "idle_timeout": (_seconds, "a number of seconds > 0"),
     "run_timeout": (_seconds, "a number of seconds > 0"),
@@ -199,6 +224,14 @@ def _check_jumps(hosts, path, lines):
             current = hosts[current].settings.get("jump")
 
 
+def _check_launchers(hosts, path, lines):
+    """A launcher wraps the agent the local transport starts; an SSH host has none."""
+    for name, host in hosts.items():
+        if "launcher" in host.settings and host.transport != "local":
+            raise UserError("a launcher needs transport: local (it wraps the agent started on this machine)",
+                            path=path, line=lines[name], field="hosts.{}.launcher".format(name))
+
+
 def load(path=DEFAULT_PATH):
     document = yamlfile.load(path)
     document = _mapping(document, path, getattr(document, "line", 1), "the inventory")
@@ -223,6 +256,7 @@ def load(path=DEFAULT_PATH):
     hosts = {name: Host(name, _merged(name, settings, defaults, groups, path, entries.lines[name]))
              for name, settings in own.items()}
     _check_jumps(hosts, path, entries.lines)
+    _check_launchers(hosts, path, entries.lines)
     return Inventory(path, hosts, {name: members for name, (members, _) in groups.items()})
 
 
@@ -270,4 +304,5 @@ def from_run(run_dir, manifest):
         lines.lines = _FieldLines(text, ["inventory", name])
         hosts[name] = Host(name, _settings(lines, path, "inventory." + name))
     _check_jumps(hosts, path, _FieldLines(text, ["inventory"]))
+    _check_launchers(hosts, path, _FieldLines(text, ["inventory"]))
     return Inventory(path, hosts, {})

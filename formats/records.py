@@ -129,6 +129,9 @@ FIELDS = {
         "python_executable": (False, text), "admin": (False, flag), "options": (False, option_list),
         "witness": (False, text), "sysctls": (False, sysctls),
         "runner_image": (False, nonempty_text),  # a CI runner's image, e.g. ubuntu24/20261201.1 (issue 19)
+        # the command the agent ran under (the local transport's launcher, e.g. "runsc --network=none do") and
+        # what it said of itself ("runsc version 0.0~20221219.0"): gVisor's release comes from there (issue 14)
+        "launcher": (False, nonempty_text), "implementation_version": (False, nonempty_text),
     },
     PLAN: {"lab": (True, lab_name), "cases": (True, whole)},
     CASE: {"lab": (True, lab_name), "case_id": (True, nonempty_text), "outcome": (True, outcome), "errno": (False, errno),

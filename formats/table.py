@@ -125,8 +125,32 @@ def write(frame, path):
     import pyarrow
     import pyarrow.csv
     temporary = path + ".tmp"
-    pyarrow.csv.write_csv(pyarrow.Table.from_pandas(frame, preserve_index=False), temporary)
+    try:
+        arrow = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError):
+        # a column of numbers from some hosts and "" from others (a measure one host could not take): as text,
+        # which is how read() takes every column anyway
+        text = {column: frame[column].map(as_text) for column in mixed_columns(frame)}
+        arrow = pyarrow.Table.from_pandas(frame.assign(**text), preserve_index=False)
+    pyarrow.csv.write_csv(arrow, temporary)
     os.replace(temporary, path)
+
+
+def as_text(value):
+    """A cell as CSV text, numbers as pyarrow writes them (1024, not 1024.0); None and NaN stay empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def mixed_columns(frame):
+    """The object columns of `frame` holding both text and other values (None and NaN aside)."""
+    def mixed(values):
+        kinds = {type(value) for value in values.dropna()}
+        return str in kinds and len(kinds) > 1
+    return [column for column in frame.columns if frame[column].dtype == object and mixed(frame[column])]
 
 
 def load(run_dir):

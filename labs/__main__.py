@@ -25,7 +25,7 @@ from labs import workers as labs_workers
 from labs.outcomes import failure, guarded_results, unexpected
 from labs.selection import check_where, parse_where, selected
 from labs.session import Session, read_request
-from labs.sockopts import platform_family
+from labs.sockopts import system_family
 from labs.witness import Witness, WitnessError
 
 
@@ -43,15 +43,16 @@ def send(out, line):
 def witness_method():
     """The host's connection-table reader, or why it has none (every lab that needs one then records why)."""
     try:
-        with Witness(platform_family()) as witness:
+        with Witness(system_family()) as witness:
             return witness.method
     except WitnessError as exc:
         return "none: {}".format(exc)
 
 
-def plan(names, where, skip):
-    """[(name, module, [params...])] for the labs asked for, less the cases in `skip` ({lab: [case_id]})."""
-    host = hostfacts.collect(witness_method())
+def plan(names, where, skip, launcher=None):
+    """The host's facts and [(name, module, [params...])] for the labs asked for, less the cases in `skip` ({lab:
+    [case_id]}); `launcher` is the request's (labs/hostfacts.py)."""
+    host = hostfacts.collect(witness_method(), launcher)
     for name in names:
         if name not in LABS:
             raise ValueError("unknown lab {!r} (labs: {})".format(name, ", ".join(LABS)))
@@ -163,7 +164,8 @@ def main(argv=None):
                 request = {"labs": args.lab, "where": args.where, "facts": args.facts, "batch": args.batch,
                            "workers": args.workers}
             names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
-            host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {})
+            host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {},
+                              request.get("launcher"))
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
         facts_only, batch, workers = bool(request.get("facts")), request.get("batch"), request.get("workers")

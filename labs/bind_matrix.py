@@ -22,12 +22,12 @@ import itertools
 import socket
 
 from labs import endpoints
-from labs.connection import STATE_DEADLINE, OpenSockets, expect_eof
+from labs.connection import STATE_DEADLINE, OpenSockets, Peer, expect_eof
 from labs.outcomes import FAILURES, Unsupported, Unwitnessed, record_steps, recorded
 from labs.prober import ProberProcess, SameProcess, unprivileged_user
 from labs.sockopts import Options, error_name
-from labs.vocabulary import OK, UNSUPPORTED, join_options, join_states, split_options
-from labs.witness import End, Watch, Witness, watch
+from labs.vocabulary import INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
+from labs.witness import BY_OWN_SOCKET, BY_PEER, End, Watch, Witness, watch, witnessed_by
 
 PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober",
               "second_family")
@@ -152,6 +152,8 @@ class Earlier(OpenSockets):
         self.params = params
         self.first = self.server = self.client = None
         self.closed_ends = []  # the case's sockets on its port that it closed, as the witness finds them
+        self.way = witness_way(context.witness, params)
+        self.peer = None  # the client, where it witnesses TIME_WAIT (connection.Peer)
 
     def bind(self):
         params = self.params
@@ -161,11 +163,15 @@ class Earlier(OpenSockets):
         except OSError as exc:
             raise Unsupported("first socket setsockopt: {}".format(error_name(exc)[0])) from None
         self.first = self.track(sock)
-        self.port = endpoints.fresh_port(self.options, params["proto"])
         try:
-            sock.bind(endpoints.sockaddr(params["family"], params["first_addr"], self.port))
+            self.port = endpoints.bind_fresh_port(self.options, sock, params["proto"], params["family"],
+                                                  params["first_addr"])
         except OSError as exc:
-            raise Unsupported("first socket bind: {}".format(error_name(exc)[0])) from None
+            name = error_name(exc)[0]
+            if name == "EADDRINUSE":  # each fresh port was taken before the bind: the case was never built
+                raise Unwitnessed("first socket bind: EADDRINUSE on {} fresh ports in a row (each taken between "
+                                  "its probe and the bind)".format(endpoints.FRESH_PORT_TRIES)) from None
+            raise Unsupported("first socket bind: {}".format(name)) from None
 
     def connect(self):
         """A client on loopback, and the server's accepted end of its connection."""
@@ -184,6 +190,17 @@ class Earlier(OpenSockets):
         self.close_one(self.server)
         expect_eof(self.client)
         self.options.ack_now(self.client)
+
+    def own_word(self):
+        """What the earlier UDP socket says it is: BOUND (getsockname names the port, getpeername: not connected)
+        or ESTABLISHED (connected), or "" if it is not on the port."""
+        if self.first.getsockname()[1] != self.port:
+            return ""
+        try:
+            self.first.getpeername()
+        except OSError:
+            return "BOUND"
+        return "ESTABLISHED"
 
     def watch(self):
         """What the witness reads for this case: its port, and the sockets it made there (the first socket unless
@@ -227,6 +244,15 @@ def drive_time_wait(earlier):
     earlier.close_one(earlier.client)
 
 
+def drive_time_wait_by_peer(earlier):
+    """TIME_WAIT where the table cannot list it (a closed socket's): the client sends its FIN with
+    shutdown(SHUT_WR) and keeps its descriptor, so its own state can show when the server ACKed that FIN
+    (connection.Peer)."""
+    drive_fin_wait_2(earlier)
+    earlier.peer = Peer(earlier.options, earlier.client)
+    earlier.peer.send_fin()
+
+
 def drive_udp_connected(earlier):
     earlier.bind()
     peer_family, host = endpoints.peer_of(earlier.params["family"], earlier.params["first_addr"])
@@ -252,13 +278,50 @@ DRIVERS = {
 }
 
 
+# How a state is witnessed where the host's table cannot list it (witness_way): the table for every other case.
+BY_TABLE = "table"
+
+
+def witness_way(witness, params):
+    """How the case's state can be witnessed on this host: BY_TABLE; BY_PEER (TIME_WAIT, where the table lists no
+    closed socket's TIME_WAIT but the peer's word is exact: Witness.time_wait_by_peer); BY_OWN_SOCKET (IPv6 and
+    dual-stack UDP, where the table lists none); or, where it cannot be, the reason (text that is none of those)."""
+    state, udp6 = params["state"], params["proto"] == "udp" and params["family"] != "inet"
+    if udp6 and not witness.sees_udp6:
+        return BY_OWN_SOCKET
+    if state == "TIME_WAIT" and not witness.sees_time_wait:
+        return BY_PEER if witness.time_wait_by_peer else "TIME_WAIT cannot be witnessed here: " + witness.blind_spot
+    if state == "FIN_WAIT_2" and not witness.sees_closed:
+        return ("FIN_WAIT_2 cannot be witnessed here: {}; the server end was closed, and the client's CLOSE_WAIT "
+                "shows the server's FIN was sent, not that the client's ACK arrived (FIN_WAIT_1 or "
+                "FIN_WAIT_2)".format(witness.blind_spot))
+    return BY_TABLE
+
+
+WAYS = (BY_TABLE, BY_PEER, BY_OWN_SOCKET)
+
+
+def wanted(earlier):
+    """The witness spelling that witnesses the case's state, the way its host can show it."""
+    state = earlier.params["state"]
+    return state if earlier.way == BY_TABLE else witnessed_by(state, earlier.way)
+
+
 def seen(context, earlier, reading):
     """The witness spelling of what a reading showed on the case's port. Where the table cannot list a bound-only
-    TCP socket, an empty table plus getsockname() is the witness of BOUND."""
+    TCP socket, an empty table plus getsockname() is the witness of BOUND. Where the case's state is witnessed by
+    its peer or its own socket (witness_way), an empty table plus their word is."""
     states = join_states(reading.states)
-    if (not states and earlier.params["proto"] == "tcp" and earlier.params["state"] == "BOUND"
+    if states:
+        return states
+    if (earlier.params["proto"] == "tcp" and earlier.params["state"] == "BOUND"
             and not context.witness.sees_bound_tcp and earlier.first.getsockname()[1] == earlier.port):
         return "BOUND"
+    if earlier.way == BY_PEER and earlier.peer.fin_acked():
+        return witnessed_by("TIME_WAIT", BY_PEER)
+    if earlier.way == BY_OWN_SOCKET:
+        said = earlier.own_word()
+        return witnessed_by(said, BY_OWN_SOCKET) if said else ""
     return states
 
 
@@ -270,7 +333,7 @@ def witness(context, driven, records):
 
     def settled(position, reading):
         earlier = driven[position][1]
-        return seen(context, earlier, reading) == earlier.params["state"] and not reading.strangers
+        return seen(context, earlier, reading) == wanted(earlier) and not reading.strangers
 
     try:
         readings = watch(context.witness, watches, settled, STATE_DEADLINE)
@@ -282,11 +345,12 @@ def witness(context, driven, records):
         record = records[index]
         record["witness"] = seen(context, earlier, reading)
         with recorded(record):
-            if record["witness"] != earlier.params["state"]:
+            shown = record["witness"] == wanted(earlier)
+            if reading.strangers:  # what the others are in shows in the witness; it may hide the case's own state
+                raise Unwitnessed("port {} holds {} socket(s) besides the case's own{}".format(
+                    earlier.port, reading.strangers, "" if shown else ", and the case's state did not show"))
+            if not shown:
                 raise Unwitnessed("state not witnessed on port {}".format(earlier.port))
-            if reading.strangers:
-                raise Unwitnessed("port {} holds {} socket(s) besides the case's own".format(
-                    earlier.port, reading.strangers))
             witnessed.append((index, earlier))
     return witnessed
 
@@ -350,9 +414,14 @@ def run_batch(context, batch):
                 records[index].update(outcome=UNSUPPORTED, detail=reason)
                 continue
             earlier = Earlier(context, params)
+            if earlier.way not in WAYS:  # a state this host's table cannot show, nor anything else exactly
+                records[index].update(outcome=INCONCLUSIVE, detail=earlier.way)
+                continue
             opened.append(earlier)
             with recorded(records[index]):
-                DRIVERS[params["proto"], params["state"]](earlier)
+                driver = drive_time_wait_by_peer if earlier.way == BY_PEER else DRIVERS[params["proto"],
+                                                                                          params["state"]]
+                driver(earlier)
                 driven.append((index, earlier))
         try_seconds(context, witness(context, driven, records), records)
     finally:

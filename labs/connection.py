@@ -100,6 +100,33 @@ class Loopback(OpenSockets):
         self.close_one(peer)
 
 
+# tcpi_state of a connection that has ended (Linux's number, which gVisor's TCP_INFO uses too)
+TCP_CLOSE = 7
+
+
+class Peer:
+    """The end of a connection that closes second, sending its FIN with shutdown(SHUT_WR) and keeping its
+    descriptor: where the table lists no closed socket's TIME_WAIT (Witness.time_wait_by_peer), its own state is
+    the witness that the other end, which closed first, is in TIME_WAIT."""
+
+    def __init__(self, options, sock):
+        self.options, self.sock = options, sock
+        self.error = 0  # the first SO_ERROR it gave: reading SO_ERROR clears it, so it is kept here
+
+    def send_fin(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def fin_acked(self):
+        """Whether its FIN was ACKed: TCP_INFO state CLOSE (LAST_ACK answered) and no error ever (a reset also ends
+        in CLOSE)."""
+        self.error = self.error or self.sock.getsockopt(self.options.sol_socket, socket.SO_ERROR)
+        return not self.error and self.options.tcp_state(self.sock) == TCP_CLOSE
+
+    def wait(self):
+        """fin_acked(), polled within STATE_DEADLINE."""
+        return poll(self.fin_acked, bool, STATE_DEADLINE)
+
+
 def port_of(sock):
     return sock.getsockname()[1]
 

@@ -2,6 +2,13 @@
 
 They are what an outcome depends on besides the code: OS and kernel/build, Python, privilege, and the sysctls that
 change reuse outcomes (a regression between two runs is read next to the facts that changed).
+
+gVisor is a system of its own (labs.sockopts.system_family): os_family `gvisor`, os_release gVisor's release
+("20221219.0"), os_version what it claims to be (uname -r and -v: "4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016").
+Its release is visible nowhere inside the sandbox, so it comes from the controller, which asked the launcher
+(`runsc --version`) and passes its answer in the request: `launcher` {command, version}. An agent run in gVisor
+by hand, with no launcher named, has os_release "" (unknown). `launcher` and `implementation_version` record how
+the agent was started and what the launcher said of itself.
 """
 import os
 import platform
@@ -9,7 +16,7 @@ import re
 import subprocess
 import sys
 
-from labs.sockopts import Options, platform_family
+from labs.sockopts import Options, system_family
 
 LINUX_SYSCTLS = ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_timestamps", "net.ipv4.ip_local_port_range",
                  "net.ipv4.tcp_fin_timeout", "net.ipv6.bindv6only",
@@ -44,6 +51,17 @@ def upstream_release(release, version, signature=None):
     if fields and LEADING_VERSION.match(fields[-1]):
         return LEADING_VERSION.match(fields[-1]).group(1)
     found = LEADING_VERSION.match(release or "")
+    return found.group(1) if found else ""
+
+
+# gVisor's release in `runsc --version`: "runsc version 0.0~20221219.0" (Debian), "runsc version release-20221219.0"
+# (gVisor's own builds).
+GVISOR_RELEASE = re.compile(r"\b(\d{8}\.\d+)\b")
+
+
+def gvisor_release(version_text):
+    """gVisor's release named in a `runsc --version` line, or "" where it names none."""
+    found = GVISOR_RELEASE.search(version_text or "")
     return found.group(1) if found else ""
 
 
@@ -94,20 +112,25 @@ def bsd_sysctls(names):
     return {name.strip(): value.strip() for name, value in pairs}
 
 
-def collect(witness_method):
-    family = platform_family()
-    if family == "linux":
-        sysctls = linux_sysctls()
+def collect(witness_method, launcher=None):
+    """The host record's facts; `launcher` is what the controller said of the command the agent runs under
+    ({"command": text, "version": its version line}), or None."""
+    family = system_family()
+    if family in ("linux", "gvisor"):
+        sysctls = linux_sysctls()  # gVisor has a few of Linux's (ip_local_port_range, tcp_timestamps)
     elif family in BSD_SYSCTLS:
         sysctls = bsd_sysctls(BSD_SYSCTLS[family])
     else:
         sysctls = {}
+    launcher = launcher or {}
+    release, version = platform.release(), platform.version()
+    if family == "gvisor":
+        release, version = gvisor_release(launcher.get("version")), "{} {}".format(release, version)
     facts = {
         "os_family": family,
-        "os_release": platform.release(),
-        "os_version": platform.version(),
-        "upstream_release": upstream_release(platform.release(), platform.version(),
-                                             version_signature() if family == "linux" else None),
+        "os_release": release,
+        "os_version": version,
+        "upstream_release": upstream_release(release, version, version_signature() if family == "linux" else None),
         "machine": platform.machine(),
         "hostname": platform.node(),
         "python": platform.python_version(),
@@ -117,6 +140,10 @@ def collect(witness_method):
         "witness": witness_method,
         "sysctls": sysctls,
     }
+    if launcher.get("command"):
+        facts["launcher"] = launcher["command"]
+    if launcher.get("version"):
+        facts["implementation_version"] = launcher["version"]
     image = runner_image(os.environ)
     if image:
         facts["runner_image"] = image

@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 from labs import endpoints
-from labs.sockopts import Options, error_name, platform_family
+from labs.sockopts import Options, error_name, system_family
 from labs.vocabulary import OK
 
 UNPRIVILEGED_USERS = ("nobody", "nfsnobody")
@@ -169,6 +169,7 @@ class ProberProcess:
         command = [sys.executable, "-m", "labs.prober"] + (["--user", user] if user else [])
         self.process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE)
+        self.broken = None  # why the prober was given up: every later request fails with it
         LIVE.add(self)
 
     def try_second(self, request):
@@ -200,6 +201,8 @@ class ProberProcess:
         return self.receive()
 
     def send(self, request):
+        if self.broken:
+            raise ProberDied(self.broken)
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
@@ -218,8 +221,9 @@ class ProberProcess:
         except ValueError:
             # Something else wrote to its stdout: every later answer would belong to an earlier request, so the
             # prober is ended, and what it was asked from now on fails (ProberDied), never answered out of turn.
+            self.broken = "prober process answered what is not JSON ({!r}): ended".format(answer[:60])
             self.process.kill()
-            raise ProberDied("prober process answered what is not JSON ({!r}): ended".format(answer[:60])) from None
+            raise ProberDied(self.broken) from None
 
     def close(self):
         LIVE.discard(self)
@@ -262,7 +266,7 @@ def drop_privileges(name):
 
 
 def serve(stdin, stdout):
-    options = Options(platform_family())
+    options = Options(system_family())
     held = HeldSecond(options)
     try:
         for line in stdin:

@@ -5,6 +5,7 @@ Windows builds), so each option also has the OS's numeric value here, taken from
 named the POSIX way; Windows WSA codes map onto the same names so results from every OS line up.
 """
 import errno
+import re
 import socket
 import struct
 import sys
@@ -38,6 +39,9 @@ IPV6_DEFAULT = (41, 27)
 # gVisor has Linux's layout but leaves tcpi_options zero (its TCP_INFO fills the state, RTO, RTT, cwnd and
 # ssthresh only), so whether a connection used timestamps is unknown there.
 TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
+# Where tcpi_state, struct tcp_info's first byte, holds Linux's state numbers (include/net/tcp_states.h): Linux, and
+# gVisor, whose TCP_INFO reports netstack's state in them (pkg/sentry/socket/netstack/netstack.go getSockOptTCP).
+TCPI_STATE_FAMILIES = ("linux", "gvisor")
 TCPI_OPT_TIMESTAMPS = 0x1
 TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits
 # How many connections a listener holds ready for accept(). Linux: for a listener, TCP_INFO's tcpi_unacked (a u32
@@ -87,6 +91,7 @@ class Options:
         self.tcpi_options = TCPI_OPTIONS_OFFSET.get(os_family)
         self.tcpi_unacked = TCPI_UNACKED_OFFSET.get(os_family)
         self.so_listenqlen = SO_LISTENQLEN.get(os_family)
+        self.tcpi_state = os_family in TCPI_STATE_FAMILIES
 
     @property
     def sees_accept_queue(self):
@@ -138,6 +143,16 @@ class Options:
             return "unknown"
         return "yes" if info[self.tcpi_options] & TCPI_OPT_TIMESTAMPS else "no"
 
+    def tcp_state(self, sock):
+        """The TCP state number (Linux's) that TCP_INFO reports for `sock`, or None where the host cannot say."""
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if tcp_info is None or not self.tcpi_state:
+            return None
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, tcp_info, TCP_INFO_SIZE)[0]
+        except (OSError, IndexError):
+            return None
+
     def abort(self, sock):
         """Close with SO_LINGER 0: an RST, so the connection leaves no TIME_WAIT or orphan behind."""
         try:
@@ -145,6 +160,32 @@ class Options:
         except OSError:
             pass  # already reset by the peer: a plain close leaves nothing either
         sock.close()
+
+
+# gVisor's /proc/cmdline names a kernel image ending in "-gvisor" after its claimed release ("BOOT_IMAGE=/vmlinuz-
+# 4.4.0-gvisor quiet"; pkg/sentry/fsimpl/proc/tasks_files.go): readable by any user, no program to run. Its uname
+# release changes between gVisor releases (4.4.0, later 4.19.0-gvisor), so it is not the mark.
+GVISOR_MARK = re.compile(r"-gvisor\b")
+CMDLINE = "/proc/cmdline"
+
+
+def is_gvisor(cmdline):
+    """Whether a /proc/cmdline text is gVisor's."""
+    return bool(GVISOR_MARK.search(cmdline or ""))
+
+
+def system_family():
+    """The family of the system this agent runs on: platform_family(), except that Linux's system call interface
+    served by gVisor's own kernel and TCP/IP stack is `gvisor`, a system of its own."""
+    family = platform_family()
+    if family == "linux":
+        try:
+            with open(CMDLINE) as stream:
+                if is_gvisor(stream.read()):
+                    return "gvisor"
+        except OSError:
+            pass
+    return family
 
 
 def platform_family(platform=None):

@@ -154,8 +154,8 @@ def run_case(context, params):
     """Run one case; returns outcome, witness, detail, errno and the steps it reached."""
     record = {"outcome": OK, "witness": "", "detail": "", "errno": None}
     if not context.witness.sees_time_wait:  # its "neither" could be TIME_WAITs the table leaves out
-        record.update(outcome=INCONCLUSIVE, detail="this host's connection table ({}) does not list TIME_WAIT".format(
-            context.witness.method))
+        record.update(outcome=INCONCLUSIVE, detail="this host's connection table ({}) does not list TIME_WAIT{}".format(
+            context.witness.method, ": " + context.witness.blind_spot if context.witness.blind_spot else ""))
         return record
     loopback = Loopback(context.options, params["family"])
     buffer_size = SIMULTANEOUS_BUFFER if params["close"] == "simultaneous" else None

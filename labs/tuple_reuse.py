@@ -6,7 +6,10 @@ but you still can not use that port to establish a connection to the last place 
 Each case opens two listeners on loopback, B and C. The original client sets the case's option (seed 003's program,
 run again, sets it every time), binds a fresh port A explicitly and connects to B; it closes first and the server end
 follows, so A is in TIME_WAIT: the OS table must show exactly TIME_WAIT on A and LISTEN on B once nothing is still
-closing, else the case is `inconclusive` (the witness column shows A's states). Then a new socket sets the same
+closing, else the case is `inconclusive` (the witness column shows A's states). Where the table lists no closed
+socket's TIME_WAIT but the peer's word is exact (gVisor: Witness.time_wait_by_peer), the server end sends its FIN
+with shutdown(SHUT_WR), and its FIN ACKed (connection.Peer) is A's witness, "TIME_WAIT (peer)", with an empty A
+and B LISTEN in the table. Then a new socket sets the same
 option (step setsockopt), binds A (bind) and connects to B (target same_remote) or C (other_remote) (connect).
 Connections that got established are closed with an abort (SO_LINGER 0) and leave nothing behind; A's TIME_WAIT is
 left to expire on its own, and no case waits for it.
@@ -22,12 +25,12 @@ net.ipv4.tcp_tw_reuse ("" where the host has none); timestamps, whether the ORIG
 import itertools
 import socket
 
-from labs import endpoints
-from labs.connection import Loopback, port_of, settle
+from labs import connection, endpoints
+from labs.connection import Loopback, Peer, port_of, settle
 from labs.outcomes import Unsupported, record_steps, recorded
 from labs.sockopts import Options, error_name
 from labs.vocabulary import INCONCLUSIVE, NO_OPTIONS, OK, OPTIONS, join_options, join_states, split_options
-from labs.witness import Witness
+from labs.witness import BY_PEER, Witness, witnessed_by
 
 PARAMETERS = ("family", "opts", "target")
 FAMILIES = ("inet", "inet6")
@@ -68,8 +71,19 @@ def leave_time_wait(context, loopback, option_names, remote):
         raise Unsupported("original connect with {}: {}".format(join_options(option_names),
                                                                  error_name(exc)[0])) from None
     timestamps = context.options.used_timestamps(original)
-    loopback.close_first(original, server)
-    return port, timestamps
+    witness = context.witness
+    if witness.sees_time_wait or not witness.time_wait_by_peer:
+        loopback.close_first(original, server)
+        return port, timestamps, None
+    # A's TIME_WAIT is not listed here: the server end sends its FIN keeping its descriptor, and says when the
+    # original client ACKed it (connection.Peer), then closes
+    loopback.close_one(original)
+    connection.expect_eof(server)
+    peer = Peer(context.options, server)
+    peer.send_fin()
+    acked = peer.wait()
+    loopback.close_one(server)
+    return port, timestamps, acked
 
 
 def reuse(loopback, option_names, port, listener):
@@ -103,12 +117,17 @@ def run_case(context, params):
     try:
         with recorded(record):
             remote, other = loopback.listener(), loopback.listener()
-            port, record["timestamps"] = leave_time_wait(context, loopback, option_names, remote)
+            port, record["timestamps"], acked = leave_time_wait(context, loopback, option_names, remote)
             seen = settle(context.witness, (port, port_of(remote)))
             record["witness"] = join_states(seen[0])
             record["detail"] = "port A {}, B {} (shows {}), C {}".format(port, port_of(remote), join_states(seen[1]),
                                                                           port_of(other))
-            if seen != (("TIME_WAIT",), ("LISTEN",)):
+            by_peer = acked and seen == ((), ("LISTEN",))
+            if by_peer:
+                record["witness"] = witnessed_by("TIME_WAIT", BY_PEER)
+            elif acked is False:
+                record["detail"] += "; the server end's FIN was not ACKed"
+            if not by_peer and seen != (("TIME_WAIT",), ("LISTEN",)):
                 record["outcome"] = INCONCLUSIVE  # the witness and detail say what was seen instead
                 return record
             target = remote if params["target"] == "same_remote" else other

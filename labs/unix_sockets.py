@@ -87,7 +87,9 @@ ID_SIZE = 8
 # struct sockaddr layouts for the raw addresses: BSD-derived systems lead with a length byte and a family byte,
 # the others with a 16-bit family; sun_path is 108 bytes on Linux, Cygwin and Solaris, 104 on the BSDs and macOS.
 SA_LEN_FAMILIES = ("freebsd", "darwin", "openbsd", "netbsd", "dragonfly")
-SUN_PATH_SIZES = {"linux": 108, "cygwin": 108, "sunos": 108}
+SUN_PATH_SIZES = {"linux": 108, "gvisor": 108, "cygwin": 108, "sunos": 108}
+# Where CPython (built for Linux: gVisor runs it unchanged) passes a name starting with a NUL byte to the OS as is.
+ABSTRACT_FAMILIES = ("linux", "gvisor")
 SUN_PATH_SIZE = 104
 
 # The child that leaves a stale name behind: it binds and listens, says so, and exits without unlinking anything.
@@ -520,7 +522,7 @@ def missing_feature(context, params):
     """Why this host cannot run the case, or None."""
     if not context.has_unix:
         return "this Python has no socket.AF_UNIX"
-    if params["namespace"] == "abstract" and context.os_family != "linux":
+    if params["namespace"] == "abstract" and context.os_family not in ABSTRACT_FAMILIES:
         return "abstract names: CPython passes them to the OS on Linux only"
     if params["scenario"] in ("unix_to_inet", "inet_to_unix") and (ctypes is None or os.name != "posix"):
         return "a raw sockaddr needs ctypes and a POSIX C library"

@@ -8,7 +8,8 @@ best reader the host has:
                      dumps of the small tables; else /proc/net/{tcp,tcp6,udp,udp6}
     windows          GetExtendedTcpTable / GetExtendedUdpTable (iphlpapi via ctypes); else `netstat -ano`
     cygwin           Windows' own `netstat -ano`
-    BSDs and macOS   `netstat -an -p tcp|udp`
+    BSDs and macOS   `netstat -an -p tcp|udp` (on macOS, whether it lists TIME_WAIT is probed when it opens)
+    gvisor           gVisor's /proc/net, which lists only sockets with an open descriptor (GvisorProcNetReader)
 
 `read(watches)` reads a batch of cases at once. A Watch names a case's port (proto, port) and the sockets the case
 made there (Ends: addresses, and the socket while it is open); it gives a Reading per watch: one vocabulary
@@ -24,7 +25,9 @@ connections, and confirms "nothing else" without walking the established table (
 together, any local address (on Linux from a port-filtered dump, whose cost grows with the table). A bound-only TCP
 socket is BOUND (when the reader can see it at all: `sees_bound_tcp`); a UDP socket is BOUND, or ESTABLISHED once
 connected (when the reader can tell: `sees_connected_udp`); TIME_WAIT entries are there when the reader sees them
-(`sees_time_wait`: macOS's netstat omits them). A table it cannot read, or a state it cannot name, raises
+(`sees_time_wait`: macOS's netstat is said to omit them). What a reader cannot see it declares: `sees_closed`
+(a socket whose descriptor is closed, still closing), `sees_udp6`, and `blind_spot`, the reason in words, so that a
+lab makes the case inconclusive with that reason, or witnesses the state another honest way. A table it cannot read, or a state it cannot name, raises
 WitnessError. `count(proto, state, ports)` counts the entries in one state over a set of local ports with one read
 of the table, for a lab that used thousands of ports. Every reader counts what it asked the OS (`reads`).
 
@@ -113,21 +116,28 @@ def _check_proto(proto):
 # `ports` (a container: one port for states(), a frozenset for count()), in table order. Only those entries' states
 # are named, so a state spelling this module cannot name is an error there and goes unread on other ports.
 
-def proc_net_entries(text, ports, proto="tcp"):
-    """Entries of the text of /proc/net/tcp, tcp6, udp or udp6 (one file or several concatenated): "sl
-    local_address rem_address st ..." with hex "ADDR:PORT" and a hex state."""
+def proc_net_rows(text, ports, proto="tcp"):
+    """(local port, state number, inode) of the entries of the text of /proc/net/tcp, tcp6, udp or udp6 (one file or
+    several concatenated): "sl local_address rem_address st tx_queue:rx_queue tr:when retrnsmt uid timeout inode
+    ..." with hex "ADDR:PORT" and a hex state."""
     _check_proto(proto)
-    table, where = (LINUX_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES), "/proc/net/" + proto
     # one port (states()): most lines are skipped by a substring test, without splitting
     only = ":%04X" % next(iter(ports)) if len(ports) == 1 else ""
     for line in text.splitlines():
         if only not in line:
             continue
-        fields = line.split(None, 4)
+        fields = line.split(None, 10)
         if len(fields) > 3 and fields[0].endswith(":"):  # "sl" heads a header line, "0:" an entry
             port = int(fields[1].rpartition(":")[2], 16)
-            if port in ports:
-                yield port, _state_name(table, int(fields[3], 16), where)
+            if port in ports:  # a row cut short before its inode has none (0)
+                yield port, int(fields[3], 16), int(fields[9]) if len(fields) > 9 else 0
+
+
+def proc_net_entries(text, ports, proto="tcp"):
+    """Entries of the text of /proc/net/tcp, tcp6, udp or udp6 (proc_net_rows), their states named as Linux's."""
+    table, where = (LINUX_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES), "/proc/net/" + proto
+    for port, number, _inode in proc_net_rows(text, ports, proto):
+        yield port, _state_name(table, number, where)
 
 
 def _netstat_entries(rows, ports, proto, local, separator, state_names):
@@ -235,6 +245,18 @@ def parse_ip_helper_table(table, port, proto="tcp", ipv6=False):
     return _states(ip_helper_entries(table, (port,), proto, ipv6))
 
 
+# --- how a state was witnessed, where not by the table ---------------------------------------------------------
+# The `witness` column names the way after the state, decided here once: "TIME_WAIT (peer)". A state the table
+# itself showed is spelled alone, as it always was.
+BY_PEER = "peer"  # the connection's other end, still open, says so (TCP_INFO: its FIN was ACKed)
+BY_OWN_SOCKET = "own socket"  # the socket itself (getsockname, getpeername), where the table cannot list it
+
+
+def witnessed_by(states, way):
+    """The witness spelling of `states` shown by `way` (BY_PEER, BY_OWN_SOCKET)."""
+    return "{} ({})".format(states, way)
+
+
 # --- what a case asks about: its port and the sockets it made there ---------------------------------------------
 
 class End:
@@ -306,7 +328,13 @@ class Reader:
     `reads` counts the requests each reader made of the OS, by kind (a netstat run, a file read, a netlink dump or
     lookup): bench's reads per case."""
 
-    sees_time_wait = True
+    sees_time_wait = True  # TIME_WAIT entries are listed
+    sees_closed = True  # a socket whose descriptor is closed is still listed while its connection closes
+    sees_udp6 = True  # IPv6 and dual-stack UDP sockets are listed
+    blind_spot = ""  # what the reader cannot see, in words, where it misses one of the above
+    # Where TIME_WAIT is not listed: whether the stack's sources make the peer's word an exact witness of it (the
+    # end that closed second keeps its descriptor; once its FIN is ACKed the other end is in TIME_WAIT)
+    time_wait_by_peer = False
 
     def __init__(self, os_family=None):
         self.reads = collections.Counter()
@@ -720,7 +748,8 @@ class ProcNetReader(Reader):
         if not os.path.exists(os.path.join(self.ROOT, "tcp")):
             raise WitnessError("no {}/tcp".format(self.ROOT))
 
-    def entries(self, proto, ports, state=None):
+    def texts(self, proto):
+        """The text of each of the protocol's tables (IPv4, then IPv6 where the host has it)."""
         for name in (proto, proto + "6"):
             try:
                 with open(os.path.join(self.ROOT, name), "rb") as table:
@@ -728,7 +757,59 @@ class ProcNetReader(Reader):
                 self.reads[name] += 1
             except FileNotFoundError:  # tcp6/udp6 are absent when IPv6 is disabled
                 continue
+            yield text
+
+    def entries(self, proto, ports, state=None):
+        for text in self.texts(proto):
             yield from proc_net_entries(text, ports, proto)
+
+
+# --- gVisor: its own /proc/net ----------------------------------------------------------------------------------
+
+class GvisorProcNetReader(ProcNetReader):
+    """gVisor's /proc/net (pkg/sentry/fsimpl/proc/task_net.go, release-20221219.0): the only table inside its
+    sandbox (no sock_diag). It lists every socket of the sandbox that still has an open file and nothing else: a
+    socket whose last descriptor is closed is gone from it whatever its TCP state (FIN_WAIT_2, TIME_WAIT, LAST_ACK
+    live on in netstack unseen), as are connections not yet accept()ed; udp6 holds its header only (no IPv6 or
+    dual-stack UDP socket is ever listed). Its state column is netstack's, in Linux's numbers, with TCP 07 (CLOSE)
+    for a socket bound but not listening, and equally for one connecting, reset or ended. Each entry carries the
+    inode of its socket's file (os.fstat's st_ino), so read() tells the case's own sockets from strangers, and
+    names an 07 entry BOUND only when it is a case's own open socket that says it is bound to the port and neither
+    listening nor connected; any other 07 entry is CLOSED."""
+
+    method = "/proc/net (gVisor)"
+    sees_bound_tcp = True
+    sees_time_wait = False
+    sees_closed = False
+    sees_udp6 = False
+    blind_spot = "gVisor's /proc/net lists only sockets with an open descriptor"
+    # netstack ACKs a FIN that reaches FIN_WAIT_2 (or FIN_WAIT_1 with the ACK of its own FIN) in the same step that
+    # enters TIME_WAIT (pkg/tcpip/transport/tcp/rcv.go consumeSegment), and holds TIME_WAIT for 60 s
+    # (DefaultTCPTimeWaitTimeout): a peer whose FIN was ACKed proves the other end is in TIME_WAIT.
+    time_wait_by_peer = True
+
+    def read(self, watches):
+        rows = {}
+        for proto in {watch.proto for watch in watches}:
+            wanted = frozenset(watch.port for watch in watches if watch.proto == proto)
+            for text in self.texts(proto):
+                for port, number, inode in proc_net_rows(text, wanted, proto):
+                    rows.setdefault((proto, port), []).append((number, inode))
+        readings = []
+        for watch in watches:
+            own = {_inode(end.sock): end for end in watch.ends if end.sock is not None}
+            states, strangers = [], 0
+            for number, inode in rows.get((watch.proto, watch.port), ()):
+                end = own.get(inode)
+                strangers += end is None
+                if watch.proto == "tcp" and number == TCP_CLOSE:
+                    bound = end is not None and end.remote is None and _bound_only(end.sock, watch.port)
+                    states.append("BOUND" if bound else "CLOSED")
+                else:
+                    states.append(_state_name(LINUX_TCP_STATES if watch.proto == "tcp" else LINUX_UDP_STATES,
+                                              number, self.method))
+            readings.append(Reading(tuple(states), strangers))
+        return readings
 
 
 # --- Windows: IP Helper -----------------------------------------------------------------------------------------
@@ -797,6 +878,7 @@ class IpHelperReader(Reader):
 # --- netstat, run as a program ----------------------------------------------------------------------------------
 
 NETSTAT_TIMEOUT = 30.0  # seconds; netstat answers in well under one, this bounds a hung one
+PROBE_DEADLINE = 2.0  # seconds a probe's loopback connection may take to close and show
 
 
 def _run_netstat(arguments):
@@ -853,10 +935,35 @@ class BsdNetstatReader(NetstatReader):
     sees_bound_tcp = True
     parse = staticmethod(netstat_bsd_entries)
     WIDE = ("freebsd", "darwin")
+    TIME_WAIT_PROBED = ("darwin",)  # said to omit TIME_WAIT: whether this host's netstat does is asked, not assumed
 
-    @property
-    def sees_time_wait(self):
-        return self.os_family != "darwin"
+    def __init__(self, os_family):
+        NetstatReader.__init__(self, os_family)
+        if os_family in self.TIME_WAIT_PROBED:
+            self.sees_time_wait = self._probe_time_wait()
+            if not self.sees_time_wait:
+                self.blind_spot = ("this host's netstat does not list TIME_WAIT (a loopback connection closed for "
+                                   "the probe did not show it)")
+
+    def _probe_time_wait(self):
+        """Whether a TIME_WAIT shows: a loopback connection whose client closes first leaves its port in TIME_WAIT
+        (RFC 793: the active closer); netstat is read until it shows there or PROBE_DEADLINE passes."""
+        listener = _loopback_socket(socket.SOCK_STREAM)
+        if listener is None:
+            return False
+        with listener:
+            listener.listen(1)
+            client = socket.socket(listener.family, socket.SOCK_STREAM)
+            client.settimeout(PROBE_DEADLINE)
+            client.connect(listener.getsockname()[:2])
+            server = listener.accept()[0]
+            port = client.getsockname()[1]
+            client.close()
+            with server:
+                server.settimeout(PROBE_DEADLINE)
+                server.recv(1)  # the client's FIN
+        return "TIME_WAIT" in poll(lambda: self.states("tcp", port), lambda seen: "TIME_WAIT" in seen,
+                                   PROBE_DEADLINE)
 
     def commands(self, proto):
         return (["netstat", "-an"] + (["-W"] if self.os_family in self.WIDE else []) + ["-p", proto],)
@@ -869,6 +976,7 @@ READERS = {
     "linux": (SockDiagReader, ProcNetReader),
     "windows": (IpHelperReader, WindowsNetstatReader),
     "cygwin": (WindowsNetstatReader,),
+    "gvisor": (GvisorProcNetReader,),
 }
 READERS.update((family, (BsdNetstatReader,)) for family in BSD_FAMILIES)
 
@@ -899,6 +1007,10 @@ class Witness:
         self.sees_bound_tcp = self.reader.sees_bound_tcp
         self.sees_connected_udp = self.reader.sees_connected_udp
         self.sees_time_wait = self.reader.sees_time_wait
+        self.sees_closed = self.reader.sees_closed
+        self.sees_udp6 = self.reader.sees_udp6
+        self.blind_spot = self.reader.blind_spot
+        self.time_wait_by_peer = self.reader.time_wait_by_peer
 
     def states(self, proto, port):
         """One TCP_STATES name per table entry whose local port is `port` ("tcp" or "udp"), IPv4 and IPv6."""

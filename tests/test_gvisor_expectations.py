@@ -12,11 +12,12 @@ import pytest
 
 import labs
 from analysis.expectations import judge, load_expectations
+from collect.inventory import Host
+from collect.transports.local import LocalTransport
 from formats.table import COLUMNS
 from labs import bind_matrix
 from testbed import system
 from testbed.errors import LabError
-from tests.conftest import REPO
 
 GVISOR_FILES = ("gvisor.yaml", "gvisor_hijack.yaml", "gvisor_time_wait_owner.yaml", "gvisor_tuple_reuse.yaml")
 # The host facts of the gVisor host: os_release is gVisor's own release, as `runsc --version` names it.
@@ -132,7 +133,7 @@ def test_the_test_beds_runsc_is_debians_and_names_its_release(runsc):
     assert gvisor_release(done.stdout) == GVISOR_FACTS["os_release"]
 
 
-# Selections whose every case a gVisor row covers and today's witness sees: (lab, --where arguments, cases).
+# Selections whose every case a gVisor row covers and gVisor's table shows: (lab, --where arguments, cases).
 SANDBOX_SELECTIONS = [
     ("bind_matrix", ["proto=tcp", "family=inet", "state=LISTEN,ESTABLISHED,CLOSE_WAIT", "first_addr=wildcard",
                      "second_addr=wildcard", "prober=other_process"], 48),
@@ -143,18 +144,15 @@ SANDBOX_SELECTIONS = [
 
 @pytest.mark.parametrize("lab,where,count", SANDBOX_SELECTIONS)
 def test_a_sandboxs_cases_match_the_gvisor_rows(runsc, table, lab, where, count):
-    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
-    argv = [runsc, "--network=none", "do", python, "-m", "labs", "--lab", lab]
-    for clause in where:
-        argv += ["--where", clause]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=SANDBOX_TIMEOUT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    records = [json.loads(line) for line in done.stdout.splitlines()]
-    release = gvisor_release(subprocess.run([runsc, "--version"], capture_output=True, text=True).stdout)
-    # Until the agent tells gVisor apart itself (issue 14), the facts are those the gVisor host will report.
+    """The agent in the sandbox through the local transport's launcher, as run-all starts it: its own facts (gVisor,
+    the release runsc names) decide which rows judge it."""
+    host = Host("gvisor", {"transport": "local", "launcher": [runsc, "--network=none", "do"]})
+    with LocalTransport(host).run_agent({"labs": [lab], "where": where}) as lines:
+        found = [json.loads(line) for line in lines]
+    facts = found[0]
+    assert {key: facts[key] for key in GVISOR_FACTS} == GVISOR_FACTS
     cases = [dict({key: value for key, value in record.items() if key != "record"}, run_id="r", host="gvisor",
-                  **dict(GVISOR_FACTS, os_release=release))
-             for record in records if record["record"] == "case"
+                  **GVISOR_FACTS) for record in found if record["record"] == "case"
              and not record.get("second_family")]  # the rows are of the second socket in the first's family
     judged = judge(pd.DataFrame(cases).reindex(columns=COLUMNS), table)
     assert len(judged) == count

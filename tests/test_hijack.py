@@ -286,3 +286,24 @@ def test_the_agent_runs_the_lab_end_to_end():
     assert cases and all(record["witness"] == {"tcp": "LISTEN", "udp": "BOUND"}[record["proto"]]
                          for record in cases)
     assert not [record for record in cases if record["outcome"] in ("error", "inconclusive")]
+
+
+def test_a_prober_that_answers_something_not_json_is_ended_and_fails_every_later_request():
+    """Its next line could answer an earlier request: once one answer is not JSON, no later one is taken. The
+    prober here is a real one that writes a stray line (as a library printing to stdout would) before serving."""
+    prober = ProberProcess()
+    prober.process.kill()
+    prober.process.wait()
+    prober.process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('a stray line', flush=True); from labs.prober import main; main([])"],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    request = {"proto": "tcp", "family": "inet", "addr": "loopback", "opts": [],
+               "port": endpoints.fresh_port(Options(platform_family()), "tcp")}
+    try:
+        with pytest.raises(labs.prober.ProberDied, match="not JSON \\(b'a stray line"):
+            prober.try_second(request)
+        assert prober.process.wait(timeout=10) != 0  # ended, not left to answer the wrong request
+        with pytest.raises(labs.prober.ProberDied, match="not JSON"):
+            prober.try_second(request)
+    finally:
+        prober.close()

@@ -41,6 +41,12 @@ BAD = [
     ("defaults:\n  passphrase: x\nhosts:\n  a: {}\n", ":2: defaults.passphrase: no passphrases"),
     ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: a\n", ":5: groups.g.hosts: a group is a list of host names"),
     ("hosts:\n  a: {}\ngroups:\n  g:\n    hosts: [a]\n    colour: red\n", ":6: groups.g.colour: unknown setting"),
+    ("hosts:\n  a:\n    transport: local\n    launcher: \"runsc 'do\"\n",
+     ":4: hosts.a.launcher: \"runsc 'do\" is not a command the agent runs under"),
+    ("hosts:\n  a:\n    transport: local\n    launcher: [runsc, 3]\n", ":4: hosts.a.launcher: ['runsc', 3] is not a"),
+    ("hosts:\n  a:\n    transport: local\n    launcher: []\n", ":4: hosts.a.launcher: [] is not a command"),
+    ("hosts:\n  a:\n    address: h\n    launcher: unshare -n\n",
+     ":2: hosts.a.launcher: a launcher needs transport: local"),
 ]
 
 
@@ -78,3 +84,13 @@ def test_defaults_then_groups_then_the_host_itself(tmp_path):
     assert hosts["c"].settings == {"user": "lab", "connect_timeout": 5}
     assert [host.name for host in inventory.load(str(path)).select(["windows"])] == ["a", "b"]
 
+
+
+def test_a_launcher_is_a_list_of_words_or_a_line_split_as_a_shell_splits_it(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  g:\n    transport: local\n    launcher: [/usr/bin/runsc, --network=none, do]\n"
+                    "  n:\n    transport: local\n    launcher: ip netns exec 'lab 1'\n")
+    loaded = inventory.load(str(path))
+    assert inventory.launcher_words(loaded.hosts["g"].settings["launcher"]) == ["/usr/bin/runsc", "--network=none",
+                                                                                "do"]
+    assert inventory.launcher_words(loaded.hosts["n"].settings["launcher"]) == ["ip", "netns", "exec", "lab 1"]

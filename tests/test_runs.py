@@ -132,7 +132,13 @@ def test_two_resumes_at_once_are_one_resume(killed):
     try:
         from labs.polling import poll
         assert poll(lambda: rundir.writer_active(run_dir), bool, 60), "the first resume did not take the run"
-        second = socklab("run-all", "--resume", run_dir)
+        # The first stands still while the second tries (its agent's watchdog waits 15 s for a heartbeat): with the
+        # few cases left it could otherwise be done before the second starts.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = socklab("run-all", "--resume", run_dir)
+        finally:
+            first.send_signal(signal.SIGCONT)
         output, errors = first.communicate(timeout=600)
     finally:
         if first.poll() is None:

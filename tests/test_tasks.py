@@ -44,11 +44,16 @@ def assert_check_says_what_the_judge_says(invoke, run_dir):
     counted = {verdict: sum(row[verdict] for row in answer["verdicts"]) for verdict in VERDICTS}
     assert counted == {verdict: int((judged["verdict"] == verdict).sum()) for verdict in VERDICTS}
     assert len(answer["mismatches"]) == mismatching
+    for row in answer["verdicts"]:  # the share of the measured cases a source documents
+        measured = row["match"] + row["mismatch"] + row["undocumented"]
+        assert row["documented_share"] == (round((row["match"] + row["mismatch"]) / measured, 4) if measured else None)
     shown = invoke("check", "--run", str(run_dir))
     assert shown.returncode == checked.returncode
     assert re.search(r"┃ host\s+┃ lab\s+┃ match\s+┃ mismatch\s+┃", shown.stdout)  # a rich table, not a frame
     for row in answer["verdicts"]:  # a row per host and lab, as --json has them
-        assert re.search(r"│ {}\s+│ {}\s+│\s+{:,} │".format(row["host"], row["lab"], row["match"]), shown.stdout), row
+        assert re.search(r"│ {}\s+│ {}\s+│\s+{:,} │.*│\s+{}\s+│\n".format(
+            row["host"], row["lab"], row["match"], "" if row["documented_share"] is None else "{:.0%}".format(
+                row["documented_share"])), shown.stdout), row
     return answer
 
 
