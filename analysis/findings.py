@@ -60,12 +60,15 @@ class OptionsEvidence:
 @dataclass(frozen=True)
 class StepsEvidence:
     """Cases of `lab` where `where` holds, per system: which values of `by` give each value of `step`, after
-    `text` ("{python}": the host Python's version)."""
+    `text` ("{python}": the host Python's version); an empty value of `by` is named `blank`. The finding is marked
+    with the first of `dangers` (meanings) that one of its cases has."""
     lab: str
     where: dict
     step: str
     by: str
     text: str
+    blank: str = ""
+    dangers: tuple = ("takeover",)
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,14 @@ class Finding:
         return ", ".join(self.systems[:SHOWN_SYSTEMS]) + (" and {} more".format(more) if more > 0 else "")
 
 
-SEED_TIME_WAIT = {"proto": ("tcp",), "family": ("inet",), "state": ("TIME_WAIT",), "first_addr": ("wildcard",),
-                  "second_addr": ("wildcard",), "prober": ("other_process",)}
+SEED_TIME_WAIT = {"proto": ("tcp",), "family": ("inet",), "second_family": ("",), "state": ("TIME_WAIT",),
+                  "first_addr": ("wildcard",), "second_addr": ("wildcard",), "prober": ("other_process",)}
 QUESTIONS = (
     Question("restart", "Can a server restart at once on its port, over its old connection's TIME_WAIT?", (
         OptionsEvidence("bind_matrix", SEED_TIME_WAIT, ("ok",),
                         yes="a new server process binds the port {options}",
                         no="no option pair measured ({count}) lets a new server process bind the port",
-                        sockets=("the old socket", "the new one"),
+                        sockets=("the old socket", "the new one"), unset={"second_family": ""},
                         yes_meaning="ok", no_meaning="refused"),
         StepsEvidence("runtime_defaults", {"family": ("inet",)}, "restart", "helper",
                       "Python {python}'s server helpers:"),
@@ -137,6 +140,24 @@ QUESTIONS = (
                         yes_meaning="shared"),
         StepsEvidence("runtime_defaults", {"helper": ("asyncio_datagram_endpoint",), "family": ("inet",)},
                       "second_copy", "helper", "Python {python}'s UDP helper, started twice on one port:"),
+    )),
+    Question("dual_stack", "Can one port have a listener on 0.0.0.0 and another on [::]?", tuple(
+        OptionsEvidence("bind_matrix", {"proto": ("tcp",), "family": ("inet",), "second_family": (family,),
+                                        "state": ("LISTEN",), "first_addr": ("wildcard",),
+                                        "second_addr": ("wildcard",), "prober": ("other_process",)}, ("ok", "shared"),
+                        yes="a [::] listener with IPV6_V6ONLY " + v6only + " binds and listens beside a 0.0.0.0 "
+                            "one {options}",
+                        no="a [::] listener with IPV6_V6ONLY " + v6only + " cannot bind beside a 0.0.0.0 one "
+                           "({count} option pairs measured)",
+                        sockets=("the 0.0.0.0 listener", "the [::] one"), yes_meaning="ok", no_meaning="refused")
+        for family, v6only in (("dual", "0"), ("inet6", "1")))),
+    Question("reload", "Does a server reload with SO_REUSEPORT lose the connections queued on the listener that "
+                       "closes?", (
+        StepsEvidence("listener_drain", {}, "drain", "tcp_migrate_req",
+                      "When the first of a port's SO_REUSEPORT listeners closes with connections queued, they are:",
+                      blank="(none: not Linux)", dangers=("lost",)),
+        StepsEvidence("listener_drain", {}, "spread", "opts",
+                      "Before it closed, clients' connections were spread over the listeners:"),
     )),
 )
 DIFFERENCES = Question("differences", "What must a cross-platform program do differently?", ())
@@ -273,7 +294,9 @@ def steps_answers(masks, evidence):
     rows = rows[_text(rows, evidence.step) != ""] if len(rows) else rows
     if rows.empty:
         return []
-    rows = rows.assign(value=_text(rows, evidence.step), python=_text(rows, "python"))
+    by = _text(rows, evidence.by)
+    rows = rows.assign(value=_text(rows, evidence.step), python=_text(rows, "python"),
+                       **{evidence.by: by.where(by != "", evidence.blank)})
     groups = rows.groupby(["system", "value"], sort=False).agg(
         names=(evidence.by, lambda values: ", ".join(pd.unique(values))), python=("python", "first"))
     systems = rows.groupby("system", sort=False).agg(
@@ -285,7 +308,7 @@ def steps_answers(masks, evidence):
             "{} with {} {}".format(value, evidence.by, names)
             for value, names in zip(part.index.get_level_values("value"), part["names"])))
         # marked only when some case is a danger: the sentence says the rest
-        meaning = "takeover" if "takeover" in systems.loc[system, "meanings"] else ""
+        meaning = next((name for name in evidence.dangers if name in systems.loc[system, "meanings"]), "")
         answers.append((system, text, case_names(examples[examples["system"] == system]),
                         int(systems.loc[system, "count"]), meaning, ""))
     return answers

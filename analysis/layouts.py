@@ -24,7 +24,7 @@ from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, OK, SPECIAL_OUTCOM
 MISMATCH_MARK = " ✗"
 PAIR_ARROW = " → "
 # Seed 004's cells: TCP over IPv4, both sockets on the wildcard address, the second socket from another process.
-SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "first_addr": "wildcard",
+SEED_LAYOUT = {"lab": "bind_matrix", "proto": "tcp", "family": "inet", "second_family": "", "first_addr": "wildcard",
                "second_addr": "wildcard", "prober": "other_process"}
 LISTENING = ("LISTEN", "LISTEN+ESTABLISHED")  # bind_matrix states in which the first socket still listens
 
@@ -75,8 +75,14 @@ class Layout:
 
 
 def _text(frame, column):
-    return frame[column].fillna("").astype(object) if column in frame.columns else pd.Series(
-        "", index=frame.index, dtype=object)
+    """A column as text, missing values as "". A table made from host logs (no current results.csv) holds measures
+    as numbers, a count beside missing values as a float: it is spelled as results.csv spells it (6, not 6.0)."""
+    if column not in frame.columns:
+        return pd.Series("", index=frame.index, dtype=object)
+    values = frame[column]
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.map(lambda value: "" if pd.isna(value) else "{:g}".format(value)).astype(object)
+    return values.fillna("").astype(object)
 
 
 def _no_result(outcome):
@@ -93,13 +99,19 @@ def bind_listen_texts(frame):
 
 def hijack_texts(frame):
     """hijack's cell, short enough for a column per address pair: the step that refused the second socket, else
-    who accepted the connections ('both 6/10': of 16, 6 by the first listener, 10 by the second) and, after
-    'then', who accepted one once the first had closed."""
-    outcome, bind, listen, accepted, split, after = (_text(frame, column) for column in (
-        "outcome", "bind", "listen", "accepted_by", "split", "after_close"))
-    served = accepted + (" " + split).where(split != "", "") + (", then " + after).where(after != "", "")
+    who accepted the connections (UDP: received the datagrams; 'both 6/10': of 16, 6 by the first socket, 10 by the
+    second), UDP's datagrams to an address only the wildcard covers ('wildcard only first 16/0'), and, after 'then',
+    who took one once the first had closed."""
+    outcome, bind, listen, accepted, received, split, wildcard, wildcard_split, after = (
+        _text(frame, column) for column in ("outcome", "bind", "listen", "accepted_by", "received_by", "split",
+                                            "wildcard_only", "wildcard_only_split", "after_close"))
+    taken = accepted.where(accepted != "", received)
+    served = (taken + (" " + split).where(split != "", "") +
+              (", wildcard only " + wildcard + (" " + wildcard_split).where(wildcard_split != "", "")).where(
+                  wildcard != "", "") +
+              (", then " + after).where(after != "", ""))
     return pd.Series(np.select(
-        [_no_result(outcome), ~bind.isin(["", OK]), ~listen.isin(["", OK]), accepted != ""],
+        [_no_result(outcome), ~bind.isin(["", OK]), ~listen.isin(["", OK]), taken != ""],
         [outcome, "bind " + bind, "listen " + listen, served],
         default=step_texts(frame, LAYOUTS["hijack"].cell)), index=frame.index, dtype=object)
 
@@ -131,18 +143,31 @@ LAYOUTS = {
         seed={column: value for column, value in SEED_LAYOUT.items() if column != "lab"},
         groups=("proto", "family", "state"),
         meanings=(
-            # a loopback and a v4-mapped address are two addresses: both bound is no sharing
+            # ::1 and ::ffff:127.0.0.1 are two addresses, and a V6ONLY socket (inet6, or one bound to ::1) meets no
+            # IPv4 one: both bound is no sharing
             Meaning("ok", {"outcome": (OK,), "first_addr": ("loopback",), "second_addr": ("v4mapped",)}),
             Meaning("ok", {"outcome": (OK,), "first_addr": ("v4mapped",), "second_addr": ("loopback",)}),
+            Meaning("ok", {"outcome": (OK,), "family": ("inet",), "second_family": ("inet6",)}),
+            Meaning("ok", {"outcome": (OK,), "family": ("inet6",), "second_family": ("inet",)}),
+            Meaning("ok", {"outcome": (OK,), "family": ("inet",), "second_family": ("dual",),
+                           "second_addr": ("loopback",)}),
+            Meaning("ok", {"outcome": (OK,), "family": ("dual",), "first_addr": ("loopback",),
+                           "second_family": ("inet",)}),
+            Meaning("ok", {"outcome": (OK,), "family": ("inet6",), "second_family": ("dual",),
+                           "second_addr": ("v4mapped",)}),
             Meaning("shared", {"outcome": (OK,), "proto": ("tcp",), "state": LISTENING}),
             Meaning("shared", {"outcome": (OK,), "proto": ("udp",), "state": ("BOUND",)}),
         ),
         description="Outcome of the second socket's bind() (and of its listen() when only that failed) on the port "
                     "the first socket holds, in each state of the first socket. The first view is seed 004's: TCP "
                     "over IPv4, both sockets on the wildcard address, the second from another process. An option "
-                    "or address pair shown as one value means both sockets. A second socket bound beside a live "
+                    "or address pair shown as one value means both sockets; a family pair ('inet → dual') is a "
+                    "second socket of another family than the first: 0.0.0.0 beside [::] with IPV6_V6ONLY 0 (dual) "
+                    "or 1 (inet6), 127.0.0.1 beside ::1 or ::ffff:127.0.0.1. A second socket bound beside a live "
                     "listener, or beside a bound UDP socket, on an address that overlaps its address, is marked "
-                    "shared: it may take their connections or datagrams (the hijack lab measures who does)."),
+                    "shared: it may take their connections or datagrams (the hijack lab measures who does); one "
+                    "whose address cannot meet the first's (a V6ONLY socket beside an IPv4 one, ::1 beside "
+                    "::ffff:127.0.0.1) is ok."),
     "unix_sockets": Layout(
         column="namespace", column_order=("path", "abstract", "none"),
         rows=(Axis("scenario", "scenario", ("scenario",)), Axis("clients", "clients", ("clients",))),
@@ -205,18 +230,44 @@ LAYOUTS = {
               Axis("proto", "protocol", ("proto",)),
               Axis("family", "family", ("family",)),
               Axis("prober", "prober", ("prober",))),
-        cell=("bind", "listen", "accepted_by", "split", "after_close"),
+        cell=("bind", "listen", "accepted_by", "received_by", "split", "wildcard_only", "wildcard_only_split",
+              "after_close"),
         seed={"proto": "tcp", "family": "inet", "prober": "other_process"},
         split=("proto", "family", "prober"),
         groups=("proto", "family", "prober", "addresses"),
-        meanings=(Meaning("takeover", {"accepted_by": ("second", "both")}),),
-        description="Can another program take over a listener's connections (seeds 001, 003)? A first socket "
-                    "listens; a second one, in another process of the same user (other_process) or of another user "
-                    "(other_user), binds the same port with its own options and address, and listens. Where both "
-                    "listen, 16 clients connect: a cell says who accepted them (first, second, both) and how many "
-                    "each (first/second), then who accepted a new connection once the first listener had closed "
-                    "('both 6/10, then second'); a second socket that took any is a takeover. A cell that names a "
-                    "step (bind EADDRINUSE) is where the second socket was refused."),
+        meanings=(Meaning("takeover", {"accepted_by": ("second", "both")}),
+                  Meaning("takeover", {"received_by": ("second", "both")})),
+        description="Can another program take over a listener's connections, or a UDP port's datagrams (seeds "
+                    "001, 003)? TCP: a first socket listens; a second one, in another process of the same user "
+                    "(other_process) or of another user (other_user), binds the same port with its own options and "
+                    "address, and listens. Where both listen, 16 clients connect: a cell says who accepted them "
+                    "(first, second, both) and how many each (first/second), then who accepted a new connection "
+                    "once the first listener had closed ('both 6/10, then second'). UDP: both sockets are bound; 16 "
+                    "senders, each from a port of its own, send a datagram each to the first socket's address (or "
+                    "the second's specific one): who received them and how many each; where one socket is the "
+                    "wildcard, who received as many sent to an address only the wildcard covers ('wildcard only'); "
+                    "then who received them after the first closed (refused: the sender was told no socket has the "
+                    "port). A second socket that took any connection or datagram is a takeover: a UDP port shared "
+                    "by accident loses the first program's datagrams. A cell that names a step (bind EADDRINUSE) is "
+                    "where the second socket was refused."),
+    "listener_drain": Layout(
+        column="addr", column_order=("wildcard", "loopback"),
+        rows=(Axis("opts", "options (every listener)", ("opts",)), Axis("family", "family", ("family",)),
+              Axis("listeners", "listeners", ("listeners",)),
+              Axis("tcp_migrate_req", "tcp_migrate_req", ("tcp_migrate_req",))),
+        cell=("bind", "listen", "spread", "split", "drain", "queued", "moved", "reset", "lost"),
+        steps_as_columns=True,
+        meanings=(Meaning("lost", {"drain": ("reset", "mixed", "lost")}),),
+        description="A server reload with SO_REUSEPORT (SO_REUSEPORT_LB where the host has it): `listeners` "
+                    "listeners share a port; clients connect until each listener's accept queue holds connections "
+                    "(read from the OS: TCP_INFO on Linux, SO_LISTENQLEN on FreeBSD; inconclusive where it cannot "
+                    "say); nobody accepts. spread: whether every listener held some (all), one held them all (one), "
+                    "or some; split: each listener's queue, the first first. Then the first listener (the old server) "
+                    "closes without accepting: drain says what became of its queued connections (queued): moved to "
+                    "the others and accepted there, reset (the client read a reset or an end of file), lost (neither "
+                    "within 2 s), mixed. A drain that resets or loses connections is lost: a reload drops clients. "
+                    "tcp_migrate_req is Linux's net.ipv4.tcp_migrate_req as the case read it (1: the kernel moves "
+                    "them to another listener of the group)."),
     "socketpair_churn": Layout(
         column="opts", column_order=("none", "SO_REUSEADDR"),
         rows=(Axis("strategy", "strategy", ("strategy",)), Axis("pairs", "pairs", ("pairs",))),

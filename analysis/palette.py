@@ -5,7 +5,7 @@ A cell is coloured by what it means for its lab's question (analysis.layouts say
 have), never by its outcome alone: a second socket that took a listener's connections is a takeover although every
 call it made returned ok. The colours are Okabe and Ito's (distinct under the common colour-vision deficiencies),
 with different lightness between neighbours of one hue family; every cell also says its outcome in words, the
-takeover is bold and framed and unsupported is hatched in the page, so colour is never the only cue.
+takeover and lost are bold and framed and unsupported is hatched in the page, so colour is never the only cue.
 """
 from dataclasses import dataclass
 
@@ -32,6 +32,8 @@ MEANINGS = (
            "shared: a second socket holds the port a live socket holds (it may take its connections or datagrams)"),
     Colour("takeover", "#D55E00", "#000000",
            "takeover: the second socket took connections or datagrams meant for the first (or a miswired pair)"),
+    Colour("lost", "#0072B2", "#FFFFFF",
+           "lost: connections queued on a listener that closed were reset or never served, not moved to the others"),
     Colour("other_error", "#CC79A7", "#000000", "another error (EACCES, EINVAL, ...)"),
     Colour("inconclusive", "#F0E442", "#000000", "inconclusive: the state was not witnessed"),
     Colour("unsupported", "#BBBBBB", "#000000", "unsupported: the host cannot build the case"),

@@ -96,7 +96,7 @@ def result_text(cases):
     step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~cases["outcome"].isin(SPECIAL_OUTCOMES))
     text = (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
     for column in [column for column in VALUE_STEP_COLUMNS if column in cases.columns]:
-        value = cases[column].fillna("").astype(str)
+        value = cases[column].astype(object).where(cases[column].notna(), "").astype(str)
         text = text.where(value == "", text + "; " + column + " " + value)
     return text
 
@@ -145,21 +145,28 @@ def first_bad_line(table, bad):
 
 
 def with_parameters(table, path):
-    """A baseline's parameter columns, recovered from case_id: a lab's case_id is its PARAMETERS joined by "/"."""
+    """A baseline's parameter columns, recovered from case_id (labs.parameters): a lab's PARAMETERS joined by "/",
+    the last left out where it has the lab's ID_DEFAULT value."""
     unknown = ~table["lab"].isin(LABS)
     if unknown.any():
         raise UserError("unknown lab {!r} (labs: {})".format(table["lab"][unknown].iloc[0], ", ".join(LABS)),
                         path=path, line=first_bad_line(table, unknown), field="lab")
     parts = table["case_id"].str.count("/") + 1
-    expected = table["lab"].map({name: len(lab.PARAMETERS) for name, lab in LAB_MODULES.items()})
-    wrong = parts != expected
+    full = table["lab"].map({name: len(lab.PARAMETERS) for name, lab in LAB_MODULES.items()})
+    short = table["lab"].map({name: len(lab.PARAMETERS) - 1 if getattr(lab, "ID_DEFAULT", None) else 0
+                              for name, lab in LAB_MODULES.items()})
+    wrong = (parts != full) & (parts != short)
     if wrong.any():
         lab = LAB_MODULES[table["lab"][wrong].iloc[0]]
         raise UserError("not a case id of {}: {}".format(lab.__name__, "/".join(lab.PARAMETERS)), path=path,
                         line=first_bad_line(table, wrong), field="case_id")
     for name, rows in table.groupby("lab"):
-        columns = list(LAB_MODULES[name].PARAMETERS)
-        table.loc[rows.index, columns] = rows["case_id"].str.split("/", expand=True).to_numpy()
+        lab = LAB_MODULES[name]
+        columns = list(lab.PARAMETERS)
+        values = rows["case_id"].str.split("/", expand=True).reindex(columns=range(len(columns))).astype(object)
+        if getattr(lab, "ID_DEFAULT", None):
+            values[len(columns) - 1] = values[len(columns) - 1].fillna(lab.ID_DEFAULT[1])
+        table.loc[rows.index, columns] = values.to_numpy()
     return table
 
 

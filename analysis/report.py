@@ -68,7 +68,7 @@ def seed_table(judged):
 def option_pairs(judged):
     """Every option pair per system, protocol and family (rows), states (columns): both sockets on the wildcard,
     the second from another process. One pivot for all systems: a report of 100 hosts stays fast."""
-    conditions = {key: SEED_LAYOUT[key] for key in ("lab", "first_addr", "second_addr", "prober")}
+    conditions = {key: SEED_LAYOUT[key] for key in ("lab", "second_family", "first_addr", "second_addr", "prober")}
     cells = select(judged, conditions)
     return pivot(cells.assign(options=options_label(cells)), ["system", "proto", "family", "options"],
                  lab_layout("bind_matrix"))

@@ -65,6 +65,9 @@ class Reader:
                     record["case_id"], record["lab"], self.first_line[key]), path=self.path, line=number,
                     field="case_id")
             self.first_line[key] = number
+            default = getattr(records.LAB_MODULES[record["lab"]], "ID_DEFAULT", None)
+            if default and default[0] not in record:  # an agent older than the parameter: its cases have its default
+                record = dict(record, **{default[0]: default[1]})
             self.cases.append(dict(record, **{column: self.facts.get(column, "") for column in
                                               records.FACT_COLUMNS}))
         elif kind == records.END:

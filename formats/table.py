@@ -39,6 +39,11 @@ def with_columns(table):
     present = set(table["lab"].dropna()) if "lab" in table.columns else set()
     table = table.reindex(columns=list(RESULT_COLUMNS) + lab_columns(present))
     table["errno"] = pd.to_numeric(table["errno"]).astype("Int64")
+    for name in present:  # an empty ID_DEFAULT value reads as missing (CSV): it is the default
+        default = getattr(LAB_MODULES[name], "ID_DEFAULT", None)
+        if default:
+            rows = (table["lab"] == name) & table[default[0]].isna()
+            table.loc[rows, default[0]] = default[1]
     return table
 
 
@@ -94,8 +99,8 @@ def checked(table, path, manifest):
               "not an error number")
     for name in table["lab"].unique():
         rows, lab = table["lab"] == name, LAB_MODULES[name]
-        for column, values in lab.AXES.items():
-            first_bad(path, rows & ~table[column].isin(values), column, "not a value of {}'s {} ({})".format(
+        for column, values in lab.AXES.items():  # an empty value is read as missing: it is "" (second_family)
+            first_bad(path, rows & ~table[column].fillna("").isin(values), column, "not a value of {}'s {} ({})".format(
                 name, column, ", ".join(values)))
     first_bad(path, table.duplicated(["host", "lab", "case_id"]), "case_id", "a case of this host is here twice")
     return table

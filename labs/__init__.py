@@ -4,6 +4,10 @@ Run it by hand with `python3 -m labs` from the folder that holds labs/: it print
 JSON line per case. One module per lab; LABS names them in the order they run. A lab module has
 
     PARAMETERS      its parameter columns (the case's key: case_id() joins their values with "/")
+    ID_DEFAULT      optional (parameter, value): the last of PARAMETERS, added after the lab's first cases, and the
+                    value every case of before has; a case with that value leaves it out of its id, so ids made
+                    before it was added stay the ids of the same cases (bind_matrix's second_family "", hijack's
+                    proto "tcp"); an older agent's case record without it has that value (formats.hostlog)
     AXES            {parameter: every value it may take} (the controller validates expectation files against it)
     STEPS           its step columns: the outcome of each step (ok, an errno name, or one of STEP_VALUES)
     STEP_VALUES     {step: the values other than ok and errno names that the step may give}, e.g. who accepted
@@ -26,8 +30,8 @@ A run of every lab on one host takes well under a minute; socketpair_churn's def
 
 import importlib
 
-LABS = ("bind_matrix", "hijack", "time_wait_owner", "tuple_reuse", "unix_sockets", "runtime_defaults",
-        "socketpair_churn")
+LABS = ("bind_matrix", "hijack", "listener_drain", "time_wait_owner", "tuple_reuse", "unix_sockets",
+        "runtime_defaults", "socketpair_churn")
 
 
 def module(name):
@@ -36,5 +40,22 @@ def module(name):
 
 
 def case_id(lab, params):
-    """The stable key of a case of `lab` (its module): its parameter values in PARAMETERS order."""
-    return "/".join(params[name] for name in lab.PARAMETERS)
+    """The stable key of a case of `lab` (its module): its parameter values in PARAMETERS order, the last left out
+    when it has the lab's ID_DEFAULT value."""
+    names = lab.PARAMETERS
+    default = getattr(lab, "ID_DEFAULT", None)
+    if default and params.get(default[0], default[1]) == default[1]:
+        names = names[:-1]
+    return "/".join(params[name] for name in names)
+
+
+def parameters(lab, key):
+    """The parameter values of a case of `lab` (its module) from its case id (case_id's inverse); ValueError when
+    `key` is no case id of the lab (the wrong number of parts)."""
+    parts = key.split("/")
+    default = getattr(lab, "ID_DEFAULT", None)
+    if default and len(parts) == len(lab.PARAMETERS) - 1:
+        parts.append(default[1])
+    if len(parts) != len(lab.PARAMETERS):
+        raise ValueError("not a case id of {}: {}".format(lab.__name__, "/".join(lab.PARAMETERS)))
+    return dict(zip(lab.PARAMETERS, parts))

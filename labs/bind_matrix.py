@@ -4,6 +4,12 @@ Seed 004's experiment generalised: an earlier ("first") socket is put into a sta
 witnessed in the OS connection table, then a second socket with its own options tries bind() (and listen() for
 TCP) on the same port, from another process, the same process, or another user.
 
+The second socket is of the first one's family, or of another (`second_family`): 0.0.0.0 beside [::] (V6ONLY 0 or
+1), 127.0.0.1 beside ::1 or ::ffff:127.0.0.1, a wildcard beside a loopback address, in both orders. second_family is
+empty when the families are the same: every case that existed before it, whose case id it leaves as it was
+(labs.case_id, ID_DEFAULT). The earlier socket's port is fresh in both families (endpoints.fresh_port's probe on the
+dual-stack wildcard conflicts with a socket of either), and the witness reads both families' tables on it.
+
 Cases run in batches of K (batch_size: what the host's descriptor limit and ephemeral port range allow), spread
 over worker processes by the agent (labs/workers.py; the output keeps the plan's order): the
 earlier sockets of all K are driven into their states, each on its own fresh port, then witnessed together (one
@@ -23,7 +29,10 @@ from labs.sockopts import Options, error_name
 from labs.vocabulary import INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
 from labs.witness import BY_OWN_SOCKET, BY_PEER, End, Watch, Witness, watch, witnessed_by
 
-PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober")
+PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober",
+              "second_family")
+SAME_FAMILY = ""  # second_family of a case whose second socket is of the first one's family
+ID_DEFAULT = ("second_family", SAME_FAMILY)
 
 TCP_STATES = ("BOUND", "LISTEN", "LISTEN+ESTABLISHED", "ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_2", "TIME_WAIT")
 # A UDP socket is either bound, or bound and connected: the witness shows the latter as ESTABLISHED.
@@ -42,6 +51,7 @@ AXES = {
     "first_addr": ADDRESSES["dual"],
     "second_addr": ADDRESSES["dual"],
     "prober": PROBERS,
+    "second_family": (SAME_FAMILY,) + tuple(ADDRESSES),
     # first_opts / second_opts: any vocabulary.join_options() spelling
 }
 # Step columns: the outcome of each step of the second socket (empty when the step was not reached).
@@ -57,14 +67,21 @@ def option_sets(known):
 
 
 def cases(host):
-    """The table of cases for a host: every axis value, every pair of option sets the host knows."""
+    """The table of cases for a host: every axis value, every pair of option sets the host knows; the second socket
+    of the first one's family (second_family empty), then of each other family, every address of each."""
     opts = option_sets(host["options"])
     for proto, family in itertools.product(STATES, ADDRESSES):
-        for state, (first_opts, second_opts), (first_addr, second_addr), prober in itertools.product(
-                STATES[proto], itertools.product(opts, repeat=2), itertools.product(ADDRESSES[family], repeat=2),
-                PROBERS):
-            yield dict(zip(PARAMETERS, (proto, family, state, first_opts, second_opts, first_addr, second_addr,
-                                        prober)))
+        for second_family in (SAME_FAMILY,) + tuple(other for other in ADDRESSES if other != family):
+            second_addresses = ADDRESSES[second_family or family]
+            for state, (first_opts, second_opts), first_addr, second_addr, prober in itertools.product(
+                    STATES[proto], itertools.product(opts, repeat=2), ADDRESSES[family], second_addresses, PROBERS):
+                yield dict(zip(PARAMETERS, (proto, family, state, first_opts, second_opts, first_addr, second_addr,
+                                            prober, second_family)))
+
+
+def second_family(params):
+    """The family of a case's second socket."""
+    return params["second_family"] or params["family"]
 
 
 # What one case holds while its batch runs: descriptors (listener, client and accepted end; UDP: the socket and its
@@ -102,16 +119,23 @@ def batch_size(host, workers=1):
 
 
 class Context:
-    """What the cases of one run share: option constants, the witness (the reader the host facts name), and the
-    probers."""
+    """What the cases of one run share: option constants, the witness (the reader the host facts name), the
+    probers, why a prober is missing (`no_prober`), and the families the host can open sockets of."""
 
     def __init__(self, host):
         self.options = Options(host["os_family"])
         self.witness = Witness(host["os_family"], host.get("witness"))
         self.probers = {"other_process": ProberProcess(), "same_process": SameProcess(self.options)}
+        self.no_prober = {}
         user = unprivileged_user() if host["admin"] else None
         if user:
             self.probers["other_user"] = ProberProcess(user=user)
+        elif host["admin"]:  # Windows (no uids to drop to), or a POSIX host without nobody / nfsnobody
+            self.no_prober["other_user"] = ("no other user: the agent runs as root or administrator, but there is no "
+                                            "unprivileged account to drop to")
+        else:
+            self.no_prober["other_user"] = "no other user: the agent does not run as root or administrator"
+        self.families = {family for family in ADDRESSES if endpoints.can_open(self.options, family)}
 
     def close(self):
         for prober in self.probers.values():
@@ -341,8 +365,17 @@ def end_all(records, indexes, exc):
 def second_request(earlier):
     """What the prober is asked for a case: the second socket's protocol, family, address, options, and the port."""
     params = earlier.params
-    return {"proto": params["proto"], "family": params["family"], "addr": params["second_addr"],
+    return {"proto": params["proto"], "family": second_family(params), "addr": params["second_addr"],
             "port": earlier.port, "opts": split_options(params["second_opts"])}
+
+
+def missing(context, params):
+    """Why the host cannot build this case (a prober it lacks, a family it cannot open sockets of), or None."""
+    if params["prober"] not in context.probers:
+        return context.no_prober[params["prober"]]
+    if params["second_family"] and params["second_family"] not in context.families:
+        return "second socket: no {} sockets on this host".format(params["second_family"])
+    return None
 
 
 def try_seconds(context, witnessed, records):
@@ -376,8 +409,9 @@ def run_batch(context, batch):
     opened, driven = [], []
     try:
         for index, params in enumerate(batch):
-            if params["prober"] not in context.probers:
-                records[index].update(outcome=UNSUPPORTED, detail="no other user: the agent does not run as root")
+            reason = missing(context, params)
+            if reason:
+                records[index].update(outcome=UNSUPPORTED, detail=reason)
                 continue
             earlier = Earlier(context, params)
             if earlier.way not in WAYS:  # a state this host's table cannot show, nor anything else exactly

@@ -31,6 +31,15 @@ def new_socket(options, proto, family, option_names):
     return sock
 
 
+def can_open(options, family):
+    """Whether the host opens sockets of this matrix family (a host without IPv6 opens no inet6 or dual ones)."""
+    try:
+        new_socket(options, "tcp", family, ()).close()
+    except OSError:
+        return False
+    return True
+
+
 def sockaddr(family, address, port):
     return (ADDRESS[family][address], port)
 

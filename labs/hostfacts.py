@@ -20,7 +20,8 @@ from labs.sockopts import Options, system_family
 
 LINUX_SYSCTLS = ("net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_timestamps", "net.ipv4.ip_local_port_range",
                  "net.ipv4.tcp_fin_timeout", "net.ipv6.bindv6only",
-                 "net.ipv4.tcp_max_tw_buckets")  # how many TIME_WAITs socketpair_churn's pairs may leave
+                 "net.ipv4.tcp_max_tw_buckets",  # how many TIME_WAITs socketpair_churn's pairs may leave
+                 "net.ipv4.tcp_migrate_req")  # whether a closing listener's queue moves to its group (listener_drain)
 BSD_SYSCTLS = {
     # nolocaltimewait: no TIME_WAIT for connections within the host (socketpair_churn, time_wait_owner); an oid a
     # release lacks is skipped by sysctl(8), which prints the others

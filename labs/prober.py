@@ -8,11 +8,13 @@ modules are loaded, so it needs no access to the agent's private directory).
 
 A request without "op" is try_second's; {"op": "batch", "requests": [request, ...]} is try_second's for each, in
 order, answered {"answers": [steps, ...]} (bind_matrix sends a batch of cases in one message). The hijack lab keeps
-its second socket listening in the prober process while the agent's clients connect, with three more requests
-(HeldSecond):
+its second socket listening (TCP) or bound (UDP) in the prober process while the agent's clients connect or send,
+with more requests (HeldSecond):
 
     {"op": "listen", proto, family, addr, port, opts, backlog}   the steps, as try_second; the socket stays open
     {"op": "accepted"}                                            {"peers": [port, ...]}: connections accepted now
+    {"op": "received"}                                            {"datagrams": [text, ...]}: UDP datagrams
+                                                                  received now (each one's payload, as text)
     {"op": "close"}                                               {}: the held socket is closed
 
     python -m labs.prober [--user NAME]
@@ -77,8 +79,26 @@ def accept_pending(options, listener):
         peers.append(peer[1])
 
 
+def receive_pending(sock):
+    """Reads every datagram waiting on a non-blocking UDP socket; returns their payloads as text (a payload that is
+    not UTF-8 is no sender's of the lab: left out)."""
+    payloads = []
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return payloads
+        except (ConnectionResetError, ConnectionRefusedError):  # an ICMP error the OS reports here (Windows'
+            continue                                             # WSAECONNRESET): no datagram; read on
+        try:
+            payloads.append(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+
+
 class HeldSecond:
-    """The hijack lab's second socket, held open between requests: it listens, says whom it accepted, is closed."""
+    """The hijack lab's second socket, held open between requests: it listens (or, UDP, is bound), says whom it
+    accepted or what it received, is closed."""
 
     def __init__(self, options):
         self.options, self.sock = options, None
@@ -89,6 +109,8 @@ class HeldSecond:
             return self.listen(request)
         if op == "accepted":
             return {"peers": accept_pending(self.options, self.sock) if self.sock is not None else []}
+        if op == "received":
+            return {"datagrams": receive_pending(self.sock) if self.sock is not None else []}
         if op == "close":
             self.close()
             return {}
@@ -160,6 +182,10 @@ class ProberProcess:
     def accepted(self):
         """Ports of the peers whose connections the held second socket has accepted since last asked."""
         return self.ask({"op": "accepted"})["peers"]
+
+    def received(self):
+        """Payloads of the datagrams the held second (UDP) socket has received since last asked."""
+        return self.ask({"op": "received"})["datagrams"]
 
     def close_second(self):
         self.ask({"op": "close"})

@@ -44,6 +44,12 @@ TCPI_OPTIONS_OFFSET = {"linux": 5, "freebsd": 5}
 TCPI_STATE_FAMILIES = ("linux", "gvisor")
 TCPI_OPT_TIMESTAMPS = 0x1
 TCP_INFO_SIZE = 104  # room for the fields up to tcpi_options and well beyond; the kernel copies what fits
+# How many connections a listener holds ready for accept(). Linux: for a listener, TCP_INFO's tcpi_unacked (a u32
+# after eight u8 and four u32 fields in <linux/tcp.h>) is the accept queue's length (tcp_get_info(): "listeners
+# aliased fields"). FreeBSD: SO_LISTENQLEN (<sys/socket.h> 0x1012, so_qlen: the complete queue). gVisor's TCP_INFO
+# leaves it zero (above), and the other systems have neither: there the length is unknown.
+TCPI_UNACKED_OFFSET = {"linux": 24}
+SO_LISTENQLEN = {"freebsd": 0x1012}
 
 # Windows Sockets error codes (winsock2.h) by the POSIX name they stand for.
 WSA_NAMES = {
@@ -83,7 +89,24 @@ class Options:
         # struct linger is two ints on POSIX, two u_shorts on Windows.
         self.linger_format = "HH" if os_family == "windows" else "ii"
         self.tcpi_options = TCPI_OPTIONS_OFFSET.get(os_family)
+        self.tcpi_unacked = TCPI_UNACKED_OFFSET.get(os_family)
+        self.so_listenqlen = SO_LISTENQLEN.get(os_family)
         self.tcpi_state = os_family in TCPI_STATE_FAMILIES
+
+    @property
+    def sees_accept_queue(self):
+        """Whether accept_queue() can say how many connections a listener holds on this host."""
+        return (self.tcpi_unacked is not None and hasattr(socket, "TCP_INFO")) or self.so_listenqlen is not None
+
+    def accept_queue(self, listener):
+        """How many connections `listener` holds ready for accept() (see TCPI_UNACKED_OFFSET); None where the host
+        cannot tell."""
+        if self.so_listenqlen is not None:
+            return listener.getsockopt(self.sol_socket, self.so_listenqlen)
+        if self.tcpi_unacked is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+        return struct.unpack_from("=I", info, self.tcpi_unacked)[0]
 
     @property
     def known(self):

@@ -67,8 +67,9 @@ def user_names(lab_id):
 
 
 def default_sysctls(number):
-    """Host n's sysctls unless the caller chooses: tcp_tw_reuse 0, 1, 2, 0, ... so the three values all occur."""
-    return {"net.ipv4.tcp_tw_reuse": (number - 1) % 3}
+    """Host n's sysctls unless the caller chooses: tcp_tw_reuse 0, 1, 2, 0, ... so the three values all occur, and
+    tcp_migrate_req 0, 1, 0, 1, ... (listener_drain under both)."""
+    return {"net.ipv4.tcp_tw_reuse": (number - 1) % 3, "net.ipv4.tcp_migrate_req": (number - 1) % 2}
 
 
 @dataclass

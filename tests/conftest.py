@@ -43,6 +43,14 @@ def case_params(lab, *values):
     return dict(zip(lab.PARAMETERS, values))
 
 
+def in_own_network(command, sysctls=None):
+    """`command` run in a network namespace of its own (loopback only, up, with these network sysctls set), so that
+    no other program on this machine has a socket on its ports: `unshare --net`, which takes root."""
+    steps = ["ip link set lo up"] + ["echo {} > /proc/sys/{}".format(int(value), name.replace(".", "/"))
+                                     for name, value in (sysctls or {}).items()]
+    return ["unshare", "--net", "sh", "-c", " && ".join(steps) + ' && exec "$@"', "sh"] + list(command)
+
+
 # The lab hosts are real sshds, users and network namespaces: making them takes root.
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts (sshd, users, namespaces) need root")
 

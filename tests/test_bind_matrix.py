@@ -1,7 +1,10 @@
 """The bind_matrix lab on this machine's real sockets: seed 004's Linux rows, repeatability, the witness gate."""
 import contextlib
+import gzip
+import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,9 +12,9 @@ import sys
 import pytest
 
 import labs
-from labs import bind_matrix, endpoints, hostfacts
+from labs import bind_matrix, endpoints, hijack, hostfacts
 from labs.sockopts import Options, platform_family
-from tests.conftest import REPO
+from tests.conftest import REPO, in_own_network
 
 SEED_CELLS = ["--where", "proto=tcp", "--where", "family=inet", "--where", "first_addr=wildcard",
               "--where", "second_addr=wildcard", "--where", "prober=other_process"]
@@ -27,9 +30,13 @@ needs_root = pytest.mark.skipif(not hostfacts.is_admin(), reason="other_user nee
 
 
 def run_agent(*arguments):
-    """The agent as the local transport runs it; its case records."""
-    done = subprocess.run([sys.executable, "-m", "labs", "--lab", "bind_matrix"] + list(arguments), cwd=REPO,
-                          capture_output=True, text=True, timeout=600, check=True)
+    """The agent as the local transport runs it; its case records. As root, in a network namespace of its own: the
+    tests that compare two runs case by case then compare what the OS does, never another program's socket that
+    took one of a case's ports meanwhile (on a shared machine, a bound-only one the witness cannot see)."""
+    command = [sys.executable, "-m", "labs", "--lab", "bind_matrix"] + list(arguments)
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        command = in_own_network(command)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert records[0]["record"] == "host" and records[-1]["record"] == "end"
     return [record for record in records if record["record"] == "case"]
@@ -76,6 +83,10 @@ def assert_same_witnessed_outcomes(first, second):
               if (a["outcome"], a.get("bind"), a.get("listen"), a["witness"]) !=
               (b["outcome"], b.get("bind"), b.get("listen"), b["witness"])]
     assert differ == []
+    # the cross-family cases are among them, witnessed as well as the others
+    cross = [case for case in first if case["second_family"]]
+    assert len(cross) > len(first) / 2
+    assert sum(1 for a, _ in witnessed if a["second_family"]) >= 0.99 * len(cross)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads /proc/net")
@@ -125,12 +136,69 @@ def test_every_axis_is_covered(context):
     host, _ = context
     cases = list(bind_matrix.cases(host))
     options = len(bind_matrix.option_sets(host["options"]))
-    pairs = sum(len(names) ** 2 for names in bind_matrix.ADDRESSES.values())
+    # every family's addresses with every family's (the same family: the cases of before; then the other two)
+    pairs = sum(len(bind_matrix.ADDRESSES[first]) * len(bind_matrix.ADDRESSES[second])
+                for first in bind_matrix.ADDRESSES for second in bind_matrix.ADDRESSES)
     assert len(cases) == (7 + 2) * options ** 2 * pairs * 3
     assert len({labs.case_id(bind_matrix, case) for case in cases}) == len(cases)
     if platform_family() == "linux":
         assert bind_matrix.option_sets(host["options"]) == [
             "none", "SO_REUSEADDR", "SO_REUSEPORT", "SO_REUSEADDR+SO_REUSEPORT"]
+
+
+# The case ids of bind_matrix and hijack before second_family and hijack's proto existed, made from main's code at
+# the commit in its "made_from" (81dd0d7): labs.case_id over each lab's cases() for a host with each system's
+# options (admin), in plan order; the whole list for Linux, its sha256 (the ids joined by newlines) for all four.
+BEFORE = os.path.join(REPO, "tests", "data", "case_ids_before_issue15.json.gz")
+ARCHIVE = os.path.join(REPO, "archive", "seed004-2010")
+
+
+def before():
+    with gzip.open(BEFORE, "rt") as stream:
+        return json.load(stream)
+
+
+def old_cases(lab, options):
+    """The ids, in plan order, of today's cases of `lab` that have the value every case had before its ID_DEFAULT
+    parameter was added."""
+    column, value = lab.ID_DEFAULT
+    return [labs.case_id(lab, params) for params in lab.cases({"options": options, "admin": True})
+            if params[column] == value]
+
+
+@pytest.mark.parametrize("lab", [bind_matrix, hijack], ids=["bind_matrix", "hijack"])
+def test_the_cases_of_before_keep_their_ids(lab):
+    """Today's cases with second_family empty (hijack: proto tcp) are the cases of before, ids and order unchanged,
+    on every system's options; every other case's id is an old one with its new value after a /."""
+    name, made = lab.__name__.split(".")[-1], before()
+    assert old_cases(lab, made["hosts"]["linux"]) == made["linux_case_ids"][name]
+    for system, options in made["hosts"].items():
+        ids = old_cases(lab, options)
+        assert (len(ids), hashlib.sha256("\n".join(ids).encode()).hexdigest()) == (
+            made["digests"][system][name]["cases"], made["digests"][system][name]["sha256"]), system
+    column, value = lab.ID_DEFAULT
+    old = set(made["linux_case_ids"][name])
+    new = [params for params in lab.cases({"options": made["hosts"]["linux"], "admin": True})
+           if params[column] != value]
+    assert new
+    for params in new:
+        key = labs.case_id(lab, params)
+        assert key == labs.case_id(lab, dict(params, **{column: value})) + "/" + params[column]
+        assert key not in old and labs.parameters(lab, key) == params
+
+
+def test_the_archived_run_keeps_its_case_ids():
+    """Seed 004's published table, imported as a run before second_family existed: each of its cases is a case of
+    today's matrix with that id and those parameters (second_family empty, as the log reader gives it)."""
+    from formats import hostlog
+    today = {labs.case_id(bind_matrix, params): params
+             for params in bind_matrix.cases({"options": ["SO_REUSEADDR", "SO_REUSEPORT", "SO_EXCLUSIVEADDRUSE"],
+                                              "admin": True})}
+    archived = [case for name in sorted(os.listdir(ARCHIVE)) if name.endswith(".jsonl")
+                for case in hostlog.read(os.path.join(ARCHIVE, name)).cases if case["lab"] == "bind_matrix"]
+    assert len(archived) > 40
+    for case in archived:
+        assert {column: case[column] for column in bind_matrix.PARAMETERS} == today[case["case_id"]]
 
 
 def test_a_state_that_is_not_witnessed_is_inconclusive(context, monkeypatch):
@@ -140,12 +208,58 @@ def test_a_state_that_is_not_witnessed_is_inconclusive(context, monkeypatch):
     monkeypatch.setitem(bind_matrix.DRIVERS, ("tcp", "TIME_WAIT"), bind_matrix.drive_fin_wait_2)
     monkeypatch.setattr(bind_matrix, "STATE_DEADLINE", 0.3)
     params = dict(zip(bind_matrix.PARAMETERS, ("tcp", "inet", "TIME_WAIT", "none", "none", "wildcard", "wildcard",
-                                               "same_process")))
+                                               "same_process", "")))
     record = bind_matrix.run_case(context, params)
     assert record["outcome"] == "inconclusive"
     assert record["witness"] == "FIN_WAIT_2"
     assert "bind" not in record
 
+
+# bind_wildcard.c's TCP_F(bind_wildcard, plain) pairs (Linux 6.12's selftest; expected_errno[1]): the second
+# socket of another family than the first, both bound only, no options, in one process.
+CROSS_FAMILY_LINUX = [
+    (("inet", "wildcard", "inet6", "wildcard"), "ok"),          # v4_any_v6_any_only
+    (("inet", "wildcard", "dual", "wildcard"), "EADDRINUSE"),   # v4_any_v6_any
+    (("dual", "wildcard", "inet", "loopback"), "EADDRINUSE"),   # v6_any_v4_local
+    (("inet6", "wildcard", "inet", "loopback"), "ok"),          # v6_any_only_v4_local
+    (("inet", "loopback", "dual", "v4mapped"), "EADDRINUSE"),   # v4_local_v6_v4mapped_local
+    (("inet", "loopback", "dual", "loopback"), "ok"),           # v4_local_v6_local
+]
+
+
+@needs_linux
+@pytest.mark.parametrize("pair, bind", CROSS_FAMILY_LINUX, ids=["/".join(pair) for pair, _ in CROSS_FAMILY_LINUX])
+def test_a_second_socket_of_another_family(context, pair, bind):
+    _, context = context
+    family, first_addr, second_family, second_addr = pair
+    record = bind_matrix.run_case(context, dict(zip(bind_matrix.PARAMETERS, (
+        "tcp", family, "BOUND", "none", "none", first_addr, second_addr, "same_process", second_family))))
+    assert (record["witness"], record["bind"]) == ("BOUND", bind)
+
+
+def test_a_socket_of_the_other_family_on_the_port_makes_the_case_inconclusive(context, monkeypatch):
+    """An IPv4 listener's case, with an IPv6-only listener on its port too (which the OS allows beside it): the
+    witness reads both families, sees the stranger, and the case is inconclusive."""
+    _, context = context
+    strangers = []
+
+    def listen_beside_an_ipv6_listener(earlier):
+        bind_matrix.drive_listen(earlier)
+        stranger = endpoints.new_socket(context.options, "tcp", "inet6", ())
+        strangers.append(stranger)
+        stranger.bind(("::", earlier.port))
+        stranger.listen(1)
+
+    monkeypatch.setitem(bind_matrix.DRIVERS, ("tcp", "LISTEN"), listen_beside_an_ipv6_listener)
+    monkeypatch.setattr(bind_matrix, "STATE_DEADLINE", 0.3)
+    try:
+        record = bind_matrix.run_case(context, dict(zip(bind_matrix.PARAMETERS, (
+            "tcp", "inet", "LISTEN", "none", "none", "wildcard", "wildcard", "same_process", "inet6"))))
+    finally:
+        for stranger in strangers:
+            stranger.close()
+    assert strangers and record["outcome"] == "inconclusive"
+    assert "bind" not in record
 
 
 # fresh_port() made to draw a port a real listener already holds, as if a connect() had been given it as its local
@@ -158,7 +272,7 @@ def test_a_fresh_port_taken_before_the_first_bind_draws_another(context, monkeyp
         draws = iter([taken.getsockname()[1], free])
         monkeypatch.setattr(endpoints, "fresh_port", lambda options, proto: next(draws))
         params = dict(zip(bind_matrix.PARAMETERS, ("tcp", "inet", "LISTEN", "none", "none", "loopback", "loopback",
-                                                   "same_process")))
+                                                   "same_process", "")))
         record = bind_matrix.run_case(context, params)
     assert (record["outcome"], record["witness"], record["bind"]) == ("EADDRINUSE", "LISTEN", "EADDRINUSE")
 
@@ -168,7 +282,7 @@ def test_fresh_ports_taken_every_time_make_the_case_inconclusive_not_unsupported
     with socket.create_server(("127.0.0.1", 0)) as taken:
         monkeypatch.setattr(endpoints, "fresh_port", lambda options, proto: taken.getsockname()[1])
         params = dict(zip(bind_matrix.PARAMETERS, ("tcp", "inet", "BOUND", "none", "none", "loopback", "loopback",
-                                                   "same_process")))
+                                                   "same_process", "")))
         record = bind_matrix.run_case(context, params)
     assert record["outcome"] == "inconclusive"
     assert record["detail"] == ("first socket bind: EADDRINUSE on 3 fresh ports in a row (each taken between its "

@@ -228,7 +228,8 @@ def expectation_door(name, text, line, field):
 
 RULE = "lab: bind_matrix\nrules:\n  - when: {os_family: linux}\n    expect: {bind: ok}\n    source: a source text\n"
 LAB_COLUMNS = {"bind_matrix": "state", "hijack": "prober", "time_wait_owner": "closer", "tuple_reuse": "target",
-               "unix_sockets": "scenario", "runtime_defaults": "helper", "socketpair_churn": "strategy"}
+               "unix_sockets": "scenario", "runtime_defaults": "helper", "socketpair_churn": "strategy",
+               "listener_drain": "addr"}
 for lab, column in LAB_COLUMNS.items():
     start = "lab: {}\nrules:\n  - when: {{".format(lab)
     end = "}}\n    expect: {{outcome: ok}}\n    source: a source text\n"

@@ -1,5 +1,5 @@
 """run-all over four lab hosts in network namespaces (testbed/): real sshds with their own addresses, users and
-sysctls (net.ipv4.tcp_tw_reuse 0, 1, 2, 0).
+sysctls (net.ipv4.tcp_tw_reuse 0, 1, 2, 0; net.ipv4.tcp_migrate_req 0, 1, 0, 1).
 
 They measure what the local transport measures. And each fault - the host's sshd killed mid-run, its link cut,
 a wrong key, an agent that prints garbage - fails only that host: the others complete, what it sent before the
@@ -70,7 +70,8 @@ def test_namespace_hosts_measure_what_the_local_transport_measures(lab, entries,
         assert leftovers_gone(lab, name)
 
 
-def test_every_lab_runs_on_namespace_hosts_and_tuple_reuse_under_each_tcp_tw_reuse(lab, entries, tmp_path):
+def test_every_lab_runs_on_namespace_hosts_tuple_reuse_under_each_tcp_tw_reuse_listener_drain_under_each_migrate_req(
+        lab, entries, tmp_path):
     from tests.test_tasks import OTHER_LABS, SMALL_SIZES
     labs = [word for name in OTHER_LABS for word in ("--lab", name)]
     status, output = finished(run_all("--hosts", lab.inventory, "--out", str(tmp_path), *labs, *SMALL_SIZES))
@@ -87,6 +88,18 @@ def test_every_lab_runs_on_namespace_hosts_and_tuple_reuse_under_each_tcp_tw_reu
     for name in entries:
         assert reuse[name] == {str(lab.host(name).sysctls["net.ipv4.tcp_tw_reuse"])}
     assert set.union(*reuse) == {"0", "1", "2"}
+    # listener_drain under each host's tcp_migrate_req (0, 1, 0, 1): a closing listener's queue reset at 0, moved
+    # to the other listener at 1, in every case; the host facts and each case say which value it ran under
+    drain = table[table["lab"] == "listener_drain"]
+    for name in entries:
+        value = str(lab.host(name).sysctls["net.ipv4.tcp_migrate_req"])
+        facts = hostlog.read(os.path.join(only_run(tmp_path)[0], name + ".jsonl")).facts
+        assert facts["sysctls"]["net.ipv4.tcp_migrate_req"] == value
+        cases = drain[drain["host"] == name]
+        assert len(cases) == 8 and set(cases["tcp_migrate_req"].astype(str)) == {value}
+        assert set(cases["outcome"]) == {"ok"} and set(cases["spread"]) == {"all"}
+        assert set(cases["drain"]) == {"reset" if value == "0" else "moved"}, cases[["case_id", "drain", "detail"]]
+    assert set(drain["tcp_migrate_req"].astype(str)) == {"0", "1"}
     for name in entries:
         assert leftovers_gone(lab, name)
 

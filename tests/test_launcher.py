@@ -36,7 +36,7 @@ def test_sudo_runs_the_agent_as_another_user():
     assert {prober: (case["outcome"], case["witness"]) for prober, case in cases.items()} == {
         "same_process": ("EADDRINUSE", "LISTEN"), "other_process": ("EADDRINUSE", "LISTEN"),
         "other_user": ("unsupported", "")}
-    assert cases["other_user"]["detail"] == "no other user: the agent does not run as root"
+    assert cases["other_user"]["detail"] == "no other user: the agent does not run as root or administrator"
 
 
 @pytest.fixture

@@ -235,6 +235,64 @@ def test_regress_against_a_baseline(runs, tmp_path):
         regress(first, folder)
 
 
+def as_run_of_the_agent_before_issue_15(run_dir, out):
+    """A copy of the run as main's agent before second_family and hijack's proto would have written it: none of
+    the new cases, and the old ones without those fields."""
+    copy = os.path.join(out, "20000101-000000Z")
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "regress", "results.csv"))
+    with open(os.path.join(copy, "manifest.json")) as stream:
+        manifest = json.load(stream)
+    manifest.update(run_id="20000101-000000Z", started="2000-01-01T00:00:00+00:00")
+    with open(os.path.join(copy, "manifest.json"), "w") as stream:
+        json.dump(manifest, stream)
+    log = os.path.join(copy, HOST + ".jsonl")
+    with open(log) as stream:
+        records = [json.loads(line) for line in stream]
+    old = {"bind_matrix": ("second_family", ""), "hijack": ("proto", "tcp")}
+    kept = []
+    for record in records:
+        column, value = old.get(record.get("lab"), (None, None))
+        if column and record.get(column) != value:
+            continue
+        kept.append({key: item for key, item in record.items() if key != column})
+    counts = {}
+    for record in kept:
+        if record["record"] == "case":
+            counts[record["lab"]] = counts.get(record["lab"], 0) + 1
+    for record in kept:
+        if record["record"] == "plan":
+            record["cases"] = counts.get(record["lab"], 0)
+        elif record["record"] == "end":
+            record["cases"] = sum(counts.values())
+    with open(log, "w") as stream:
+        stream.write("".join(json.dumps(record) + "\n" for record in kept))
+    return copy
+
+
+def test_a_run_or_baseline_of_the_agent_before_second_family_sees_only_the_new_cases_added(runs, tmp_path):
+    """Today's cases that existed before keep their ids: against a run of the older agent (and a baseline promoted
+    from it) nothing changed, the cross-family cases and the UDP hijack cases are added, the exit status is 0."""
+    _, first, second, _ = runs
+    old = as_run_of_the_agent_before_issue_15(first, str(tmp_path))
+    folder = str(tmp_path / "baselines")
+    assert promote_baseline(old, folder) == 0
+    current = load_runs([second])
+    new = current[(current["second_family"].fillna("") != "") | (current["lab"] == "hijack") &
+                  (current["proto"] != "tcp")]
+    assert len(new) > 1000
+    for baseline in (old, folder):
+        result = regression(baseline, second)
+        assert result.exit_status == 0
+        assert kinds(result) == {("added", case_id) for case_id in new["case_id"]}
+    # and the other way: a baseline of today's run holds the new ids; their parameters come back from them
+    today = str(tmp_path / "today")
+    promote_baseline(second, today)
+    result = regression(today, old)
+    assert kinds(result) == {("removed", case_id) for case_id in new["case_id"]}
+    removed = result.cases.set_index("case_id")
+    assert set(removed["second_family"].dropna()) <= {"inet6", "dual"} and set(removed["family"]) == {"inet"}
+
+
 def test_a_host_that_did_not_complete_is_not_promoted(runs, tmp_path):
     _, first, _, _ = runs
     failed = str(tmp_path / "failed")

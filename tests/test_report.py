@@ -64,20 +64,31 @@ def test_a_host_in_two_runs_is_two_systems(two_runs):
 # ------------------------------------------------------------------------------------------------ meanings
 
 def test_a_cell_means_what_it_means_for_its_labs_question(judged):
-    """A second socket that took a listener's connections is a takeover although its calls returned ok; a restart
-    refused with EADDRINUSE is refused although the helper's case is ok; a second listener beside a live one on
-    an overlapping address is shared; ok where the first socket no longer listens is ok."""
+    """A second socket that took a listener's connections, or a UDP socket's datagrams, is a takeover although its
+    calls returned ok; a restart refused with EADDRINUSE is refused although the helper's case is ok; a second
+    listener beside a live one on an overlapping address is shared; ok where the first socket no longer listens is
+    ok."""
     meanings = layouts.cell_meanings(judged)
     hijack = judged["lab"] == "hijack"
-    took = hijack & judged["accepted_by"].isin(["second", "both"])
+    took = hijack & (judged["accepted_by"].isin(["second", "both"]) | judged["received_by"].isin(["second", "both"]))
+    assert (took & (judged["proto"] == "udp")).any()
     assert took.any() and (meanings[took] == "takeover").all()
     assert (meanings[hijack & ~took & (judged["outcome"] == "ok")] == "ok").all()
     restart = judged["lab"] == "runtime_defaults"
     assert (meanings[restart & (judged["restart"] == "EADDRINUSE")] == "refused").all()
     assert (meanings[restart & (judged["second_copy"] == "ok")] == "takeover").all()
-    seed = (judged["lab"] == "bind_matrix") & (judged["outcome"] == "ok")
-    assert (meanings[seed & judged["state"].isin(layouts.LISTENING)] == "shared").all()
-    assert (meanings[seed & (judged["state"] == "TIME_WAIT")] == "ok").all()
+    seed = (judged["lab"] == "bind_matrix") & (judged["outcome"] == "ok") & (
+        judged["first_addr"] == judged["second_addr"])
+    same = seed & (judged["second_family"].fillna("") == "")
+    assert (meanings[same & judged["state"].isin(layouts.LISTENING)] == "shared").all()
+    assert (meanings[same & (judged["state"] == "TIME_WAIT")] == "ok").all()
+    # an IPv6-only second listener beside an IPv4 one cannot meet it, nor ::1 127.0.0.1: ok, not shared; a dual
+    # [::] beside 0.0.0.0 meets it
+    beside = seed & ~same & judged["state"].isin(layouts.LISTENING) & (judged["family"] == "inet")
+    cannot_meet = beside & ((judged["second_family"] == "inet6") | (judged["first_addr"] == "loopback"))
+    assert cannot_meet.any() and (meanings[cannot_meet] == "ok").all()
+    dual = beside & (judged["second_family"] == "dual") & (judged["first_addr"] == "wildcard")
+    assert dual.any() and (meanings[dual] == "shared").all()
     assert set(meanings[judged["outcome"] == "EADDRINUSE"]) <= {"refused"}
 
 
@@ -149,11 +160,12 @@ def test_listener_and_difference_findings_from_seed_004(judged):
 
 
 def test_the_listener_finding_of_this_machine_is_its_hijack_lab(judged):
-    """Where hijack ran, its takeovers answer the question (not bind_matrix's), per prober."""
-    in_lab = judged["lab"] == "hijack"
-    local = system_label(judged)[in_lab].iloc[0]
+    """Where hijack ran, its takeovers of a listener (TCP) answer the question (not bind_matrix's), per prober."""
+    in_lab = (judged["lab"] == "hijack") & (judged["proto"] == "tcp")
+    systems = system_label(judged)
+    local = systems[in_lab].iloc[0]
     answers = finding_for(findings.key_findings(judged), "listener", local)
-    hijack = judged[in_lab & ~judged["outcome"].isin(["inconclusive", "error", "unsupported"])]
+    hijack = judged[in_lab & (systems == local) & ~judged["outcome"].isin(["inconclusive", "error", "unsupported"])]
     for prober in hijack["prober"].unique():
         mine = hijack[hijack["prober"] == prober]
         took = mine[mine["accepted_by"].isin(["second", "both"])]

@@ -14,9 +14,11 @@ from labs import LABS
 from labs.vocabulary import RESULT_COLUMNS
 from tests.conftest import HOST_RECORD, REPO
 
-SMALL = ["--where", "proto=tcp", "--where", "family=inet", "--where", "prober=other_process,same_process"]
+SMALL = ["--lab", "bind_matrix", "--where", "proto=tcp", "--where", "family=inet", "--where",
+         "prober=other_process,same_process"]
 # The labs of issue 4, at small sizes (their defaults take seconds: socketpair_churn's 20,000 pairs per case).
-OTHER_LABS = ["hijack", "time_wait_owner", "tuple_reuse", "unix_sockets", "runtime_defaults", "socketpair_churn"]
+OTHER_LABS = ["hijack", "listener_drain", "time_wait_owner", "tuple_reuse", "unix_sockets", "runtime_defaults",
+              "socketpair_churn"]
 SMALL_SIZES = ["--where", "pairs=300", "--where", "clients=20"]
 
 
