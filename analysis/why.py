@@ -396,7 +396,7 @@ def holder_line(entry):
         more = " +{}".format(len(entry["pids"]) - 1) if len(entry["pids"]) > 1 else ""
         owner.append("pid {}{} {}".format(entry["pids"][0], more, entry["process"]).strip())
     elif entry["inode"] is None and entry["state"] in ("TIME_WAIT", "FIN_WAIT_2") and entry["expires"] is not None:
-        owner.append("no process: the kernel holds it")
+        owner.append("the kernel's (no process)")
     elif entry["inode"] is not None:
         owner.append("process not visible to this user")
     if entry["expires"] is not None:
@@ -405,7 +405,7 @@ def holder_line(entry):
 
 
 def possibility_label(row, varying):
-    parts = [row["first_opts"]]
+    parts = [short(row["first_opts"])]
     if "first_addr" in varying:
         parts.append("listener on " + row["first_addr"])
     if "family" in varying:
@@ -448,18 +448,28 @@ def group_text(rows):
     for row, (outcome, _) in known:
         by_result.setdefault(outcome, []).append(row)
     if len(by_result) == 1:
-        return "{}{} whatever the holder's options".format(prefix, next(iter(by_result)))
+        return "{}{}, whatever the holder's options".format(prefix, next(iter(by_result)))
     parts = []
-    for outcome, members in sorted(by_result.items(), key=lambda item: item[0] != OK):
+    ordered = sorted(by_result.items(), key=lambda item: (item[0] != OK, -len(item[1]) if item[0] != OK else 0))
+    for number, (outcome, members) in enumerate(ordered):
+        if number == len(ordered) - 1:
+            parts.append("else " + outcome)
+            break
         labels = []
         for first_opts in dict.fromkeys(row["first_opts"] for row in members):
             # an option set whose every variant gives this outcome is named alone
             if all(said_outcome == outcome for row, (said_outcome, _) in known if row["first_opts"] == first_opts):
-                labels.append(first_opts)
+                labels.append(short(first_opts))
             else:
                 labels += [possibility_label(row, varying) for row in members if row["first_opts"] == first_opts]
-        parts.append("{} if {}".format(outcome, ", ".join(labels)))
+        parts.append("{} if it has {}".format(outcome, ", ".join(labels)) if number == 0 else
+                     "{} if {}".format(outcome, ", ".join(labels)))
     return prefix + "; ".join(parts)
+
+
+def short(opts):
+    """An option set without the SO_ of each option, for the terminal's narrow column."""
+    return "+".join(name[3:] if name.startswith("SO_") else name for name in opts.split("+"))
 
 
 def short_source(source):
@@ -479,10 +489,10 @@ def group_title(found, index):
 def show(document, console):
     """The answer in a few lines: who holds the port, each option set's bind() now beside the matrix, where the
     cases come from, what the holder's options may be, the exit status."""
-    console.print("why {}/{} on {} ({} {}, asked as uid {}): {}; owners: {}".format(
+    console.print("why {}/{} on {}: {} {}, asked as uid {}".format(
         document["port"], document["proto"], document["host"], document["os_family"], document["os_release"],
-        document["uid"] if document["uid"] is not None else "-", document["table"], document["owners"]),
-        markup=False)
+        document["uid"] if document["uid"] is not None else "-"), markup=False)
+    console.print("  table {}; owners: {}".format(document["table"], document["owners"]), markup=False)
     if document["blind_spot"]:
         console.print("  the table cannot show everything here: " + document["blind_spot"], markup=False)
     holders = document["holders"]
@@ -498,9 +508,9 @@ def show(document, console):
         console.print("held by: nothing (no socket has local port {})".format(document["port"]), markup=False)
     found = document["groups"]
     answers = Table(box=None, padding=(0, 1), title_justify="left", title=(
-        "a new server on {} ({}): bind() now, from another process, never listen()".format(
+        "bind() now on {} ({}), from another process, without listen():".format(
             endpoint(document["address"], document["port"]), document["family"])))
-    answers.add_column("options")
+    answers.add_column("your options")
     answers.add_column("now")
     answers.add_column("the matrix: measured, else documented")
     for entry in document["answers"]:
@@ -513,7 +523,7 @@ def show(document, console):
             words.append(("{}: ".format(group_title(found, index)) if len(found) > 1 else "") + text)
         if entry["agrees"] is False:
             words.append("DISAGREES with what was tried now")
-        answers.add_row(entry["opts"], now, "; ".join(words) or "nothing holds the port")
+        answers.add_row(short(entry["opts"]), now, "; ".join(words) or "nothing holds the port")
     console.print(answers)
     for entry in document["answers"]:
         if not entry["tried"] and entry["setsockopt"] != UNSUPPORTED:
@@ -521,9 +531,13 @@ def show(document, console):
             break
     for line in case_lines(document):
         console.print(line, markup=False)
-    console.print(Text("exit {}: a bind with {} {} now".format(
-        document["exit_status"], document["opts"], "succeeds" if document["exit_status"] == 0 else "does not succeed")),
-        markup=False)
+    chosen = next(entry for entry in document["answers"] if entry["opts"] == document["opts"])
+    if chosen["tried"]:
+        how = "succeeds now" if chosen["bind"] == OK else "does not succeed now ({})".format(chosen["bind"])
+    else:
+        how = "succeeds, as the matrix says" if document["exit_status"] == 0 else \
+            "is not known to succeed (not tried; the matrix: {})".format(chosen["matrix"])
+    console.print("exit {}: a bind with {} {}".format(document["exit_status"], document["opts"], how), markup=False)
 
 
 def no_case_text(group):
@@ -551,16 +565,16 @@ def case_lines(document):
             words[first], words[second] = "<holder's>", "<yours>"
         sources = sorted({case["source"] for case in measured})
         analog = any(row["analog"] for row in rows if row["group"] == index)
-        lines.append("measured: {}{} in {}{}".format(
-            group_title(found, index) + ": " if len(found) > 1 else "", "/".join(words),
-            ", ".join(sources), " (loopback standing for the address)" if analog else ""))
+        lines.append("measured{} in {}{}:\n  {}".format(
+            " (" + group_title(found, index) + ")" if len(found) > 1 else "", ", ".join(sources),
+            " (loopback standing for the address)" if analog else "", "/".join(words)))
         releases = {case["os_release"] for case in measured} - {document["os_release"]}
         if releases:
             lines.append("  measured under {}; the host runs {} now".format(", ".join(sorted(releases)),
                                                                             document["os_release"]))
     if document["holder_options"] is not None:
         agreeing = document["holder_options"]
-        lines.append("the holder's options, as the matrix agrees with what was tried now: {}".format(
+        lines.append("the holder's options, by the matrix and what was tried now: {}".format(
             " or ".join(agreeing) if agreeing else "none (a finding: the host answers otherwise than it measured)"))
     documented_rows = [row for row in rows if row["documented"]]
     if documented_rows:

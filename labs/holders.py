@@ -102,8 +102,10 @@ def socket_processes(inodes, proc="/proc"):
         folder = os.path.join(proc, str(pid), "fd")
         try:
             descriptors = os.listdir(folder)
-        except OSError:  # another user's process (or gone)
+        except PermissionError:  # another user's process
             hidden = True
+            continue
+        except OSError:  # gone meanwhile
             continue
         for descriptor in descriptors:
             try:
@@ -127,14 +129,14 @@ def linux_owners(found):
     """Fills in each holder's processes from /proc/PID/fd; says how owners were found."""
     inodes = [entry["inode"] for entry in found if entry["inode"]]
     if not inodes:
-        return "uid and inode from the table (none here has one: a TIME_WAIT belongs to no process)"
+        return "none here: a TIME_WAIT belongs to no process"
     processes, hidden = socket_processes(inodes)
     for entry in found:
         pids = processes.get(entry["inode"], [])
         entry.update(pids=pids, process=process_name(pids[0]) if pids else "")
-    how = "uid and inode from the table, processes from /proc/PID/fd"
+    how = "uid from the table, processes from /proc/PID/fd"
     if hidden:
-        how += " (other users' processes are hidden from this user)"
+        how += " (other users' are hidden from this user)"
     return how
 
 
