@@ -574,8 +574,9 @@ def case_lines(document):
                                                                             document["os_release"]))
     if document["holder_options"] is not None:
         agreeing = document["holder_options"]
-        lines.append("the holder's options, by the matrix and what was tried now: {}".format(
-            " or ".join(agreeing) if agreeing else "none (a finding: the host answers otherwise than it measured)"))
+        lines.append("holder's options agreeing with the binds now: {}".format(
+            " or ".join(map(short, agreeing)) if agreeing else
+            "none (a finding: the host answers otherwise than it measured)"))
     documented_rows = [row for row in rows if row["documented"]]
     if documented_rows:
         sources = {short_source(part) for row in documented_rows for part in row["documented"]["source"].split(" | ")
