@@ -13,7 +13,7 @@ cell is that result; when they disagree, each result is followed by its hosts, w
 import pandas as pd
 
 from analysis.labels import system_label
-from analysis.regress import NO_RESULT, result_text
+from analysis.regress import NO_RESULT, markdown_table, result_text
 from analysis.terminal import print_json
 from formats.errors import UserError
 from formats.table import PARAMETER_COLUMNS, load_runs
@@ -83,7 +83,7 @@ def compare_markdown(table, a, b):
         "# {} vs {}: cases whose outcome differs".format(a, b), "\n".join(lines),
         "{} case(s) have a result on both; {} differ. A cell names its hosts when they disagree.".format(
             len(paired), len(diff)),
-        diff.drop(columns="case_id").to_markdown(index=False) if not diff.empty else "_(none)_",
+        markdown_table(diff.drop(columns="case_id")),
     ]) + "\n"
 
 

@@ -10,7 +10,7 @@ import os
 
 import pandas as pd
 
-from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, run_order
+from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, markdown_table, run_order
 from analysis.terminal import print_json
 from formats import rundir
 from formats.errors import UserError
@@ -98,11 +98,11 @@ def history_markdown(folders, host):
     shown = changes[["run_id", "started", "lab"] + parameters + ["before", "after", "os_release", "facts_changed"]]
     return "\n\n".join([
         "# History of host {}".format(host),
-        "## Runs ({})".format(len(runs)), runs.drop(columns=["run", "facts"]).to_markdown(index=False),
+        "## Runs ({})".format(len(runs)), markdown_table(runs.drop(columns=["run", "facts"])),
         "## Cases whose outcome changed from the run before ({})".format(len(changes)),
         "Only runs with a result for the case count (inconclusive and error claim nothing). `facts_changed`: what "
         "differs between the two runs' host facts and agent.",
-        shown.to_markdown(index=False) if not shown.empty else "_(none)_",
+        markdown_table(shown),
     ]) + "\n"
 
 

@@ -324,7 +324,13 @@ def regression(baseline, current, pairs=()):
 # ------------------------------------------------------------------------------------------------ output
 
 def markdown_table(frame):
-    return frame.to_markdown(index=False) if not frame.empty else "_(none)_"
+    """A frame as a Markdown table, "_(none)_" when empty. Text stays text: tabulate would read a text column's
+    numeric-looking values as numbers (gVisor's release 20221219.0 as 2.02212e+07)."""
+    if frame.empty:
+        return "_(none)_"
+    text = [position for position, column in enumerate(frame.columns)
+            if not pd.api.types.is_numeric_dtype(frame[column])]
+    return frame.to_markdown(index=False, disable_numparse=text)
 
 
 def shown_columns(rows, extra):

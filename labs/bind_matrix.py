@@ -139,11 +139,15 @@ class Earlier(OpenSockets):
         except OSError as exc:
             raise Unsupported("first socket setsockopt: {}".format(error_name(exc)[0])) from None
         self.first = self.track(sock)
-        self.port = endpoints.fresh_port(self.options, params["proto"])
         try:
-            sock.bind(endpoints.sockaddr(params["family"], params["first_addr"], self.port))
+            self.port = endpoints.bind_fresh_port(self.options, sock, params["proto"], params["family"],
+                                                  params["first_addr"])
         except OSError as exc:
-            raise Unsupported("first socket bind: {}".format(error_name(exc)[0])) from None
+            name = error_name(exc)[0]
+            if name == "EADDRINUSE":  # each fresh port was taken before the bind: the case was never built
+                raise Unwitnessed("first socket bind: EADDRINUSE on {} fresh ports in a row (each taken between "
+                                  "its probe and the bind)".format(endpoints.FRESH_PORT_TRIES)) from None
+            raise Unsupported("first socket bind: {}".format(name)) from None
 
     def connect(self):
         """A client on loopback, and the server's accepted end of its connection."""
@@ -317,11 +321,12 @@ def witness(context, driven, records):
         record = records[index]
         record["witness"] = seen(context, earlier, reading)
         with recorded(record):
-            if record["witness"] != wanted(earlier):
+            shown = record["witness"] == wanted(earlier)
+            if reading.strangers:  # what the others are in shows in the witness; it may hide the case's own state
+                raise Unwitnessed("port {} holds {} socket(s) besides the case's own{}".format(
+                    earlier.port, reading.strangers, "" if shown else ", and the case's state did not show"))
+            if not shown:
                 raise Unwitnessed("state not witnessed on port {}".format(earlier.port))
-            if reading.strangers:
-                raise Unwitnessed("port {} holds {} socket(s) besides the case's own".format(
-                    earlier.port, reading.strangers))
             witnessed.append((index, earlier))
     return witnessed
 

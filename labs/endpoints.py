@@ -112,6 +112,27 @@ def set_port_share(index, count, ephemeral):
     SHARE[0] = PortShare(index, count, ephemeral)
 
 
+FRESH_PORT_TRIES = 3
+
+
+def bind_fresh_port(options, sock, proto, family, address):
+    """Binds `sock` to a fresh port at `address` (named) and returns the port. Between fresh_port()'s probe and the
+    bind the OS may give the port to another socket's connect() as its local port (gVisor even gives one that a
+    connection of another socket, or a socket of the other IP version, still holds: pkg/tcpip/ports/ports.go
+    counts only reservations for the same destination or none), so EADDRINUSE draws another fresh port, up to
+    FRESH_PORT_TRIES ports; any other refusal, or the last one, is raised (OSError)."""
+    tries = FRESH_PORT_TRIES
+    while True:
+        port = fresh_port(options, proto)
+        try:
+            sock.bind(sockaddr(family, address, port))
+            return port
+        except OSError as exc:
+            tries -= 1
+            if error_name(exc)[0] != "EADDRINUSE" or not tries:
+                raise
+
+
 def _probe(options, proto, port):
     """A socket without options on the dual-stack wildcard (IPv4's where the host has no IPv6), bound to `port` (0:
     the OS picks); OSError if the port is held. It conflicts with every socket on the port, TIME_WAIT included."""

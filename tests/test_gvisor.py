@@ -146,6 +146,24 @@ def test_compare_and_regress_put_linux_and_gvisor_side_by_side(both):
         case["case_id"] for case in changed}
 
 
+
+def test_gvisors_release_reads_as_it_is_in_history_compare_and_regress(both):
+    """20221219.0 is text: a Markdown table must not turn it into the number 2.02212e+07."""
+    run_dir, _ = both
+    release = GVISOR_FACTS["os_release"]
+    shown = socklab("history", "--host", "gvisor", "--runs", os.path.dirname(run_dir))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "| {} ".format(release) in shown.stdout
+    compared = socklab("compare", "-a", "linux", "-b", "gvisor", "--run", run_dir)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "- **gvisor**: gvisor (gvisor {})".format(release) in compared.stdout
+    out = os.path.join(run_dir, "regress-markdown")
+    socklab("regress", "--baseline", run_dir, "--current", run_dir, "--pair", "local=gvisor", "--out", out)
+    with open(os.path.join(out, "regress.md")) as stream:
+        (row,) = [line for line in stream if line.startswith("| os_release ")]
+    assert "| {} ".format(release) in row
+
+
 def test_no_sandbox_outlives_a_run_interrupted_by_ctrl_c(runsc, tmp_path):  # noqa: F811
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text("hosts:\n  gvisor:\n    transport: local\n    launcher: [{}, --network=none, do]\n".format(

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from analysis.compare import compare, compare_markdown, system_diff
 from analysis.history import history, host_history
-from analysis.regress import BASELINE_COLUMNS, promote_baseline, regress, regression, rule_text
+from analysis.regress import BASELINE_COLUMNS, markdown_table, promote_baseline, regress, regression, rule_text
 from formats.rundir import run_dirs
 from formats.table import load_runs
 from formats.errors import UserError
@@ -268,6 +268,13 @@ def test_a_broken_baseline_is_a_user_error_naming_file_line_and_field(runs, tmp_
         stream.write(edit(text))
     with pytest.raises(UserError, match=message):
         regression(folder, first)
+
+
+
+def test_a_markdown_table_keeps_text_that_looks_like_a_number():
+    """gVisor's release, 20221219.0, is a fact's text: tabulate alone would print it as 2.02212e+07."""
+    table = markdown_table(pd.DataFrame({"fact": ["os_release"], "current": ["20221219.0"], "changed": [3]}))
+    assert table.splitlines()[2] == "| os_release | 20221219.0 |         3 |"
 
 
 # ------------------------------------------------------------------------------------------------ history
