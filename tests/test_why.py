@@ -172,7 +172,7 @@ def test_the_listener_accepts_every_connection_during_and_after_why(context):
         status, document = why(earlier.port)
         stop_during.set()
         threads[1].join()
-        connecting(earlier.port, after, threading.Event(), 50)
+        connecting(earlier.port, after, stop_during, 50)  # stop_during is set: 50 connections, then it returns
         assert {entry["opts"]: entry["bind"] for entry in document["answers"]}["SO_REUSEPORT"] == "ok"
         assert set(during) == {"ok"} and set(after) == {"ok"}, (during, after)
         made = len(during) + len(after)
@@ -191,26 +191,21 @@ def test_udp_is_answered_from_the_matrix_and_the_holder_gets_every_datagram(meas
     runs, cases = measured
     earlier = holding(context, "BOUND", "SO_REUSEPORT", proto="udp")
     sender, received, stop = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), [], threading.Event()
-    earlier.first.settimeout(0.2)
+    earlier.first.settimeout(2)
 
-    def send():
+    def exchange():
+        """One datagram at a time, each awaited before the next (so none is dropped for a full receive buffer): a
+        datagram another socket took is a timeout here."""
         sent = 0
         while not stop.is_set() or sent < 20:
             sender.sendto(struct.pack("!I", sent), ("127.0.0.1", earlier.port))
-            sent += 1
-        sender.sendto(b"end", ("127.0.0.1", earlier.port))
-
-    def receive():
-        while True:
             try:
-                data = earlier.first.recv(16)
+                received.append(struct.unpack("!I", earlier.first.recv(16))[0])
             except socket.timeout:
-                continue
-            if data == b"end":
-                return
-            received.append(struct.unpack("!I", data)[0])
+                received.append(None)
+            sent += 1
 
-    threads = [threading.Thread(target=send), threading.Thread(target=receive)]
+    threads = [threading.Thread(target=exchange)]
     for thread in threads:
         thread.start()
     try:
@@ -329,6 +324,7 @@ def test_a_namespace_host_over_ssh(tmp_path):
     lab = Lab.up(str(tmp_path / "lab"), count=1)
     try:
         (host,) = lab.hosts
+        uid = pwd.getpwnam(host.user).pw_uid  # the lab's user is gone once the lab is down
         done = socklab("run", "--host", host.name, "--hosts", lab.inventory, "--out", str(tmp_path / "runs"),
                        "--lab", "bind_matrix", "--where", "proto=tcp", "--where", "family=inet",
                        "--where", "state=LISTEN", "--where", "first_addr=wildcard", "--where", "second_addr=wildcard",
@@ -344,7 +340,7 @@ def test_a_namespace_host_over_ssh(tmp_path):
     finally:
         lab.down()
     (holder,) = document["holders"]
-    assert holder["uid"] == pwd.getpwnam(host.user).pw_uid == document["uid"]
+    assert holder["uid"] == uid == document["uid"]
     assert holder["pids"] and holder["process"].startswith("python")
     for answer in document["answers"]:
         assert answer["tried"]
