@@ -530,7 +530,7 @@ def show(document, console):
             console.print("  not tried: " + entry["detail"][len("not tried: "):], markup=False)
             break
     for line in case_lines(document):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # a case id stays whole, to copy
     chosen = next(entry for entry in document["answers"] if entry["opts"] == document["opts"])
     if chosen["tried"]:
         how = "succeeds now" if chosen["bind"] == OK else "does not succeed now ({})".format(chosen["bind"])
