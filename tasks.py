@@ -218,6 +218,58 @@ def compare(c, a, b, run=None, json=False):
                                    as_json=json))
 
 
+@task(help={"port": "the port, 1-65535",
+            "host": "the inventory host to ask (default local: this machine)",
+            "hosts": "the inventory file (default hosts.yaml)",
+            "address": "the address a new server would bind (default 0.0.0.0; :: is dual-stack, IPV6_V6ONLY off)",
+            "proto": "tcp (default) or udp",
+            "opts": "only this option set, e.g. SO_REUSEADDR+SO_REUSEPORT or none (default: every one the host "
+                    "knows; the exit status is a bind with none)",
+            "runs": "where the measured runs are (default results/)",
+            "baseline": "the baseline folder, asked after the runs (default baselines/)",
+            "expectations": "a file or directory of expectation tables (default expectations/)",
+            "accept-new": MEASURE_HELP["accept-new"],
+            "json": "print JSON instead (keys in the README)"})
+def why(c, port, host="local", hosts=INVENTORY, address="0.0.0.0", proto="tcp", opts=None, runs=RESULTS,
+        baseline=BASELINES, expectations=EXPECTATIONS, accept_new=False, json=False):
+    """Why a server cannot bind PORT on a host now, and what would let it: who holds the port (state, addresses,
+    owner, a TIME_WAIT's time left), a bind() with each option set tried now from another process (never
+    listen()ed: the holder loses nothing; UDP beside a holder is not tried), each answer beside the host's
+    measured bind_matrix cases, or the documented expectation where nothing was measured.
+
+    Exit status 0 if a bind with --opts (default none) succeeds now, 1 if not (or the host cannot be asked), 2 for
+    a mistake (a port, host, address or option set that is not one)."""
+    from analysis import terminal
+    from analysis import why as explanation
+    from collect import inventory as inventories
+    from collect.errors import TransportError
+    from collect.why import ask
+    from formats.errors import UserError
+    from labs import why as question
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError("{!r} is not a port (1-65535)".format(port), field="PORT")
+    if proto not in question.PROTOCOLS:
+        raise UserError("{!r} is not tcp or udp".format(proto), field="--proto")
+    try:
+        family, literal = question.server_address(address)
+        chosen = None if opts is None else [question.option_set(opts)]
+    except ValueError as exc:
+        raise UserError(str(exc), field="--address" if "address" in str(exc) else "--opts") from None
+    inventory = inventories.load(hosts)
+    try:
+        asked = ask(inventory, host, {"proto": proto, "port": int(port), "address": literal, "opts": chosen},
+                    accept_new)
+    except TransportError as exc:
+        raise Exit("error: {}: {}".format(host, exc), code=1) from None
+    document = explanation.explain(asked, host, runs, baseline, expectations,
+                                   None if hosts == INVENTORY else hosts)
+    if json:
+        terminal.print_json(document)
+    else:
+        explanation.show(document, console())
+    raise Exit(code=document["exit_status"])
+
+
 @task(help={"count": "how many lab hosts, 1-200 (default 4)",
             "folder": "where the lab's keys, state and hosts.yaml go (default .lab/)"})
 def lab_up(c, count=4, folder=LAB):

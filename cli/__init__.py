@@ -97,6 +97,11 @@ class Program(invoke.Program):
             raise Exit(one_line(exc), code=2) from None
 
     def parse_tasks(self):
+        # invoke gives a task's missing positional arguments the next tokens, even --help (`why --help` asked about
+        # a port named "--help", `compare --help` missed its second run): a task's --help or -h asks for its help.
+        tokens = self.core.unparsed
+        if tokens and tokens[0] in self.collection.task_names and {"--help", "-h"} & set(tokens):
+            self.args.help.value, self.core.unparsed = tokens[0], []
         try:
             super().parse_tasks()
         except ParseError as exc:

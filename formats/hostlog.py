@@ -51,6 +51,9 @@ class Reader:
 
     def add(self, record, number):
         kind = record["record"]
+        if kind in records.WHY_KINDS:
+            raise UserError("a {} record answers `./socklab why`: it is no part of a run".format(kind),
+                            path=self.path, line=number, field="record")
         if self.facts is None and kind != records.HOST:
             raise UserError("the first record must be the host's facts, not a {} record".format(kind),
                             path=self.path, line=number, field="record")

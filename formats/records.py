@@ -6,6 +6,13 @@ says its kind:
     case    one case: lab, case_id, outcome, errno, witness, detail, and its lab's PARAMETERS, STEPS and MEASURES
     end     {cases, seconds, cpu_seconds}: the agent ran to its end
 
+and, answering `./socklab why` (labs/why.py; never in a host log):
+
+    port    {proto, port, address, family, uid, table, blind_spot, owners}: what was asked, how it was read
+    holder  one socket on the port: family, v6only, state, local_address, local_port, remote_address, remote_port,
+            uid, inode, expires, pids, process
+    answer  one option set's bind() tried now: opts, tried, setsockopt, bind, errno, detail
+
 The type and the values of every field are here, and parse() checks a line against them: whoever reads a record
 (the runner as lines arrive, an import, a stored log, bench) reads it through parse(). A field a kind does not
 name is kept if it is a plain value (a fact or a column of a later agent); a field it names must be what it says.
@@ -18,10 +25,12 @@ from formats.textfile import shortened
 from labs import LABS, module
 from labs.selection import value_problem
 from labs.sockopts import OPTION_VALUES
-from labs.vocabulary import ERROR, INCONCLUSIVE, OK, OPTIONS, UNSUPPORTED
+from labs.vocabulary import ERROR, INCONCLUSIVE, OK, OPTIONS, TCP_STATES, UNSUPPORTED, is_option_set
 
 HOST, PLAN, CASE, END = "host", "plan", "case", "end"
-KINDS = (HOST, PLAN, CASE, END)
+PORT, HOLDER, ANSWER = "port", "holder", "answer"
+WHY_KINDS = (PORT, HOLDER, ANSWER)
+KINDS = (HOST, PLAN, CASE, END) + WHY_KINDS
 # What a host is: a resumed run checks they are the same, and every case row carries them (and python).
 HOST_COLUMNS = ("os_family", "os_release", "os_version")
 FACT_COLUMNS = HOST_COLUMNS + ("upstream_release", "python")
@@ -120,6 +129,32 @@ def plain(value):
     return "{} is not a plain value (text, a number, true/false, null)".format(shown(value))
 
 
+def optional(check):
+    """`check`, or null."""
+    return lambda value: None if value is None else check(value)
+
+
+def one_of(*values):
+    return lambda value: None if value in values and isinstance(value, str) else "{} is not one of {}".format(
+        shown(value), ", ".join(values))
+
+
+def port_number(value):
+    return whole(value) or (None if 1 <= value <= 65535 else "{} is not a port (1-65535)".format(value))
+
+
+def whole_list(value):
+    if isinstance(value, list) and not any(whole(item) for item in value):
+        return None
+    return "{} is not a list of whole numbers".format(shown(value))
+
+
+def option_set(value):
+    if isinstance(value, str) and is_option_set(value):
+        return None
+    return "{} is not an option set (options among {} joined by +, or none)".format(shown(value), ", ".join(OPTIONS))
+
+
 # {kind: {field: (required, check)}}; a case adds its lab's fields (lab_fields).
 FIELDS = {
     HOST: {
@@ -137,6 +172,17 @@ FIELDS = {
     CASE: {"lab": (True, lab_name), "case_id": (True, nonempty_text), "outcome": (True, outcome), "errno": (False, errno),
            "witness": (False, text), "detail": (False, text)},
     END: {"cases": (True, whole), "seconds": (False, number), "cpu_seconds": (False, number)},
+    PORT: {"proto": (True, one_of("tcp", "udp")), "port": (True, port_number), "address": (True, nonempty_text),
+           "family": (True, one_of("inet", "inet6", "dual")), "uid": (False, optional(whole)),
+           "table": (True, nonempty_text), "blind_spot": (False, text), "owners": (True, nonempty_text)},
+    HOLDER: {"family": (True, one_of("inet", "inet6")), "v6only": (False, optional(flag)),
+             "state": (True, one_of(*TCP_STATES)), "local_address": (True, nonempty_text),
+             "local_port": (True, port_number), "remote_address": (False, text),
+             "remote_port": (False, optional(port_number)), "uid": (False, optional(whole)),
+             "inode": (False, optional(whole)), "expires": (False, optional(number)), "pids": (False, whole_list),
+             "process": (False, text)},
+    ANSWER: {"opts": (True, option_set), "tried": (True, flag), "setsockopt": (False, step), "bind": (False, step),
+             "errno": (False, errno), "detail": (False, text)},
 }
 
 

@@ -2,7 +2,8 @@
                    | --serve
 
 Prints JSON lines: {"record": "host", facts...}; per lab {"record": "plan", "lab", "cases"} then one
-{"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. Exit status 2 for
+{"record": "case", ...} per case as it completes; {"record": "end", ...} when every lab has run. A served request
+with "why" has the agent answer `./socklab why` first (labs/why.py: its port, holder and answer records). Exit status 2 for
 a bad argument or request (message on stderr), 3 when a controller went away (--serve), 0 otherwise: a failing
 case is a result, not a failure of the agent.
 
@@ -20,7 +21,7 @@ import os
 import sys
 import time
 
-from labs import LABS, case_id, endpoints, hostfacts, module
+from labs import LABS, case_id, endpoints, hostfacts, module, why
 from labs import workers as labs_workers
 from labs.outcomes import failure, guarded_results, unexpected
 from labs.selection import check_where, parse_where, selected
@@ -96,12 +97,15 @@ def results(name, lab, host, chosen, batch=None, workers=None):
         close_context(name, context)
 
 
-def run(host, plans, facts_only, out, batch=None, workers=None):
-    """Emits the host record, then (unless `facts_only`) each lab's plan and cases and the end record, to `out`."""
+def run(host, plans, facts_only, out, batch=None, workers=None, question=None):
+    """Emits the host record, then (unless `facts_only`) the answer to a `why` question (labs/why.py), each lab's
+    plan and cases and the end record, to `out`."""
     started = time.time()
     emit(out, dict(record="host", **host))
     if facts_only:
         return
+    if question is not None:
+        why.run(host, question, lambda record: emit(out, record))
     count = 0
     for name, lab, chosen in plans:
         emit(out, {"record": "plan", "lab": name, "cases": len(chosen)})
@@ -166,6 +170,7 @@ def main(argv=None):
             names = list(LABS) if request.get("labs") is None else request["labs"]  # [] is none, not all
             host, plans = plan(names, parse_where(request.get("where") or []), request.get("skip") or {},
                               request.get("launcher"))
+            question = why.checked(request["why"]) if request.get("why") is not None else None
         except ValueError as exc:
             parser.exit(2, "{}: error: {}\n".format(parser.prog, exc))
         facts_only, batch, workers = bool(request.get("facts")), request.get("batch"), request.get("workers")
@@ -175,9 +180,9 @@ def main(argv=None):
             except OSError as exc:
                 parser.exit(2, "{}: error: --out {}: {}\n".format(parser.prog, args.out, exc.strerror))
             with out:
-                run(host, plans, facts_only, out, batch, workers)
+                run(host, plans, facts_only, out, batch, workers, question)
         else:
-            run(host, plans, facts_only, sys.stdout, batch, workers)
+            run(host, plans, facts_only, sys.stdout, batch, workers, question)
     finally:
         if session is not None:
             session.close()

@@ -41,7 +41,9 @@ def can_open(options, family):
 
 
 def sockaddr(family, address, port):
-    return (ADDRESS[family][address], port)
+    """The socket address of a named address of the matrix (wildcard, loopback, v4mapped) or of an address literal
+    (`why` binds whatever address a server would)."""
+    return (ADDRESS[family].get(address, address), port)
 
 
 def peer_of(family, address):

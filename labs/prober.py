@@ -35,8 +35,9 @@ LIVE = set()
 
 
 def open_second(options, request):
-    """The second socket for a request {proto, family, addr, port, opts[, backlog]}: (steps, socket), steps as
-    {step: outcome, "errno": n}; the socket is returned open when every step passed, else closed and None."""
+    """The second socket for a request {proto, family, addr, port, opts[, backlog][, listen]}: (steps, socket),
+    steps as {step: outcome, "errno": n}; the socket is returned open when every step passed, else closed and None.
+    A TCP socket listen()s unless the request says "listen": false (`why`'s try: a bind that disturbs no one)."""
     steps, sock, passed = {}, None, False
     step = "setsockopt"
     try:
@@ -45,7 +46,7 @@ def open_second(options, request):
         step = "bind"
         sock.bind(endpoints.sockaddr(request["family"], request["addr"], request["port"]))
         steps[step] = OK
-        if request["proto"] == "tcp":
+        if request["proto"] == "tcp" and request.get("listen", True):
             step = "listen"
             sock.listen(request.get("backlog", 1))
             steps[step] = OK

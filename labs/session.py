@@ -2,10 +2,11 @@
 
 The first stdin line is the request, one JSON object: {"labs": [...], "where": [...], "skip": {lab: [case_id]},
 "facts": bool, "work_in": folder or null, "watchdog": seconds, "launcher": {"command", "version"} (the local
-transport's, where the agent runs under one: labs/hostfacts.py)}. After it the controller sends a heartbeat line
-every second or so. The agent works in a private temporary folder inside `work_in` (every tempfile the labs make
-goes there) and removes it when it ends. If stdin closes or stays silent for `watchdog` seconds (the controller
-was interrupted, its link was cut, the SSH server died) the agent ends its prober processes, removes its folder
+transport's, where the agent runs under one: labs/hostfacts.py), "why": {...} (`./socklab why`: labs/why.py)}.
+After it the controller sends a heartbeat line every second or so. The agent works in a private temporary folder
+inside `work_in` (every tempfile the labs make goes there) and removes it when it ends. If stdin closes or stays
+silent for `watchdog` seconds (the controller was interrupted, its link was cut, the SSH server died) the agent
+ends its prober processes, removes its folder
 and exits at once with status 3: nothing of it keeps running on the host.
 """
 import json

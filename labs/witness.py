@@ -403,6 +403,46 @@ _LOOKUP = struct.Struct("=IHHII BBBBI 2s2s16s16sIII")
 # idiag_inode in a reply: nlmsghdr (16), inet_diag_msg's family..retrans (4), sockid (48), expires, rqueue, wqueue,
 # uid (16)
 _DIAG_INODE = struct.Struct("=I")
+# The whole inet_diag_msg after the nlmsghdr: family, state, timer, retrans; inet_diag_sockid (sport, dport in
+# network byte order, src, dst, interface, cookie); expires (ms), rqueue, wqueue, uid, inode. Attributes follow.
+_DIAG_MSG = struct.Struct("=BBBB 2s2s16s16sI8s IIIII")
+INET_DIAG_SKV6ONLY = 11  # a u8 attribute of every AF_INET6 full socket (not of timewait entries)
+TIMEWAIT_TIMER = 3  # idiag_timer of a timewait entry (TIME_WAIT, or an orphan's FIN_WAIT_2): expires is its time left
+NLA_TYPE_MASK = 0x3FFF
+
+
+class DiagSocket(collections.namedtuple("DiagSocket", "family state local remote expires uid inode v6only")):
+    """One socket of a sock_diag dump as the kernel describes it: family (AF_INET, AF_INET6), state (a TCP_STATES
+    name), local and remote (host, port), expires (seconds a timewait entry has left, else None), uid and inode
+    (0 for a timewait entry: no process holds it), v6only (True / False for an AF_INET6 socket, None where the
+    kernel does not say: IPv4, timewait entries)."""
+
+
+def diag_socket(proto, buffer, offset, length):
+    """The DiagSocket of the inet_diag_msg at `offset` (its netlink message `length` bytes long)."""
+    family, state, timer, _retrans, sport, dport, src, dst, _interface, _cookie, expires, _rqueue, _wqueue, uid, \
+        inode = _DIAG_MSG.unpack_from(buffer, offset + 16)
+    size = 4 if family == socket.AF_INET else 16
+    local = (socket.inet_ntop(family, src[:size]), struct.unpack(">H", sport)[0])
+    remote = (socket.inet_ntop(family, dst[:size]), struct.unpack(">H", dport)[0])
+    v6only = None
+    attribute, end = offset + 16 + _DIAG_MSG.size, offset + length
+    while attribute + 4 <= end:
+        size, kind = struct.unpack_from("=HH", buffer, attribute)
+        if size < 4:
+            break
+        if kind & NLA_TYPE_MASK == INET_DIAG_SKV6ONLY and size >= 5:
+            v6only = bool(buffer[attribute + 4])
+        attribute += (size + 3) & ~3
+    names = SOCK_DIAG_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES
+    return DiagSocket(family, _state_name(names, state, "sock_diag"), local, remote,
+                      expires / 1000.0 if timer == TIMEWAIT_TIMER else None, uid, inode, v6only)
+
+
+def _port_state_inode(buffer, offset, length):
+    """(local port, state number, inode) of an inet_diag_msg: what the witness reads of a dump."""
+    return (buffer[offset + 20] << 8 | buffer[offset + 21], buffer[offset + 17],
+            _DIAG_INODE.unpack_from(buffer, offset + 84)[0])
 
 
 def port_filter_bytecode(low, high, equal_op=True):
@@ -636,9 +676,18 @@ class SockDiagReader(Reader):
                     replies[seq] = (buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0])
         return replies
 
-    def _dump(self, proto, mask, ports):
-        """(local port, state number, inode) of every entry on `ports` of a port-filtered dump, both families; a dump
-        the kernel marks interrupted (the table changed under it) is redone."""
+    def sockets(self, proto, port):
+        """Every socket on local port `port`, both families, every state, as DiagSockets: who holds a port (`why`).
+        One port-filtered dump of the whole table, so its cost grows with the host's connections."""
+        self._own_socket()
+        mask = TCP_STATE_MASK if proto == "tcp" else UDP_STATE_MASK
+        return self._dump(proto, mask, (port,), lambda buffer, offset, length: diag_socket(proto, buffer, offset,
+                                                                                          length))
+
+    def _dump(self, proto, mask, ports, entry=_port_state_inode):
+        """entry(buffer, offset, length) (default: local port, state number, inode) of every entry on `ports` of a
+        port-filtered dump, both families; a dump the kernel marks interrupted (the table changed under it) is
+        redone."""
         if proto == "tcp":
             dumps, protocol = self.tcp_dumps, socket.IPPROTO_TCP
         else:
@@ -646,7 +695,7 @@ class SockDiagReader(Reader):
         found = []
         for kind, family in dumps:
             for _attempt in range(3):
-                entries = self._request(kind, family, protocol, mask, ports)
+                entries = self._request(kind, family, protocol, mask, ports, entry)
                 if entries is not None:
                     break
             else:
@@ -654,9 +703,8 @@ class SockDiagReader(Reader):
             found += entries
         return found
 
-    def _request(self, kind, family, protocol, state_mask, ports):
-        """One dump's (local port, state number, inode) entries on `ports`, or None if the kernel flagged it
-        interrupted."""
+    def _request(self, kind, family, protocol, state_mask, ports, entry=_port_state_inode):
+        """One dump's entries on `ports` (as _dump), or None if the kernel flagged it interrupted."""
         self._seq = self._seq % 0xFFFFFFFF + 1
         low, high = min(ports), max(ports)
         bytecode = port_filter_bytecode(low, high, self.equal_op)
@@ -673,16 +721,16 @@ class SockDiagReader(Reader):
         self.reads["dump"] += 1
         try:
             self._sock.send(head + bytecode)
-            return self._receive(kind, ports)
+            return self._receive(kind, ports, entry)
         except socket.timeout:
             raise WitnessError("sock_diag: no reply within {} s".format(NETLINK_TIMEOUT))
         except OSError as exc:
             if exc.errno == errno.EINVAL and self.equal_op and low == high:  # inet_diag_bc_audit: no S_EQ here
                 self.equal_op = False
-                return self._request(kind, family, protocol, state_mask, ports)
+                return self._request(kind, family, protocol, state_mask, ports, entry)
             raise
 
-    def _receive(self, request_kind, ports):
+    def _receive(self, request_kind, ports, entry):
         buffer, entries, interrupted = self._buffer, [], False
         while True:
             for offset, length, kind, flags, seq in self._messages():
@@ -699,7 +747,7 @@ class SockDiagReader(Reader):
                     # range lets through ports between those asked
                     port = buffer[offset + 20] << 8 | buffer[offset + 21]
                     if port in ports:
-                        entries.append((port, buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0]))
+                        entries.append(entry(buffer, offset, length))
 
     def close(self):
         if self._sock is not None:

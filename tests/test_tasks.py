@@ -298,6 +298,18 @@ def test_a_short_flag_means_the_same_in_every_task(invoke):
             assert meaning.get(short) == long, (task, short, long)
 
 
+def test_every_task_prints_its_help_after_its_name_too(invoke):
+    """`TASK --help` and `TASK -h` as `--help TASK`, also for a task whose positional argument is missing (invoke
+    would give it the flag: `why --help` asked about a port named --help)."""
+    import invoke as invoke_library
+    import tasks
+    for task in invoke_library.Collection.from_module(tasks).task_names:
+        for flag in ("--help", "-h"):
+            done = invoke(task, flag)
+            assert done.returncode == 0 and done.stdout.startswith(
+                "Usage: ./socklab [--core-opts] {} ".format(task)), (task, flag, done.stdout + done.stderr)
+
+
 def test_a_folder_of_captured_outputs_is_imported_host_by_host(invoke, tmp_path):
     """import DIR: each <host>.jsonl is a host named by its file; a bad file is told in one line and not stored,
     the good ones are (exit status 2: something given was wrong)."""
