@@ -41,6 +41,7 @@ from labs.polling import poll
 from labs.prober import accept_pending, receive_pending
 from labs.sockopts import error_name
 from labs.vocabulary import OK, UNSUPPORTED, join_states, split_options
+from labs.witness import BY_OWN_SOCKET, witnessed_by
 
 PARAMETERS = ("family", "first_opts", "second_opts", "first_addr", "second_addr", "prober", "proto")
 # Every case before UDP was a TCP one: its id stays without the protocol (labs.case_id).
@@ -351,8 +352,14 @@ def run_case(context, params):
     try:
         with recorded(record):
             agent.open_first()
-            record["witness"] = poll(lambda: join_states(context.witness.states(agent.proto, agent.port)),
-                                     lambda seen: seen == state, STATE_DEADLINE)
+            if agent.proto == "udp" and params["family"] != "inet" and not context.witness.sees_udp6:
+                # the table lists no IPv6 or dual-stack UDP socket here (gVisor): the socket's own word, as in
+                # bind_matrix, rather than a table that cannot show it polled to its deadline
+                state = witnessed_by(state, BY_OWN_SOCKET)
+                record["witness"] = state if agent.first.getsockname()[1] == agent.port else ""
+            else:
+                record["witness"] = poll(lambda: join_states(context.witness.states(agent.proto, agent.port)),
+                                         lambda seen: seen == state, STATE_DEADLINE)
             if record["witness"] != state:
                 raise Unwitnessed("first {} not witnessed on port {}".format(state, agent.port))
             second_open = True
