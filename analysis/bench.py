@@ -22,6 +22,7 @@ def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
     logs, results.csv): each host gets rows/hosts cases, the real ones repeated with '#n' on the case id where
     there are fewer, and 1% of outcomes flipped between ok and EADDRINUSE so the hosts differ. Returns its path."""
     base = table.load(source_run)
+    base = base.astype({column: str for column in base.columns if column != "errno"})  # text to edit, not codes
     source_host = base["host"].iloc[0]
     base = base[base["host"] == source_host]
     facts = hostlog.read(rundir.log_path(source_run, source_host)).facts
@@ -48,7 +49,7 @@ def synthetic_run(out, source_run, hosts=100, rows=1_000_000, seed=4):
         written["hosts"][name].update(status=manifest.COMPLETED, cases=len(part))
     written["ended"] = written["started"]
     manifest.write(path, written)
-    table.write(cases, os.path.join(path, table.TABLE))
+    table.write_run_table(cases, path)
     return path
 
 

@@ -16,7 +16,7 @@ from analysis.labels import system_label
 from analysis.regress import NO_RESULT, markdown_table, result_text
 from analysis.terminal import print_json
 from formats.errors import UserError
-from formats.table import PARAMETER_COLUMNS, load_runs
+from formats.table import PARAMETER_COLUMNS, concat, load_runs
 
 CASE = ["lab", "case_id"]
 SEPARATOR = "; "  # between a cell's results; not "|", which would split a Markdown table's cell
@@ -38,7 +38,7 @@ def system_cells(rows, named=True):
     """Per lab and case_id: results (its distinct results, sorted, joined: what is compared) and text (the cell;
     where hosts disagree, each result names its hosts, or counts them when not `named`)."""
     rows = rows[~rows["outcome"].isin(NO_RESULT)]
-    hosts = rows.assign(result=result_text(rows))[CASE + ["result", "host"]].drop_duplicates()
+    hosts = rows.assign(result=result_text(rows))[CASE + ["result", "host"]].drop_duplicates().astype(str)
     by_result = hosts.sort_values("host").groupby(CASE + ["result"])["host"].agg(
         ", ".join if named else lambda names: "{} host{}".format(len(names), "" if len(names) == 1 else "s"))
     by_result = by_result.reset_index()
@@ -116,7 +116,7 @@ def compare(judged_or_runs, a, b, console, beside=(), as_json=False):
         if table.empty:
             raise UserError("the run holds no case: nothing to compare", path=", ".join(judged_or_runs))
         if beside:
-            table = pd.concat([table, load_runs(list(beside))], ignore_index=True)
+            table = concat([table, load_runs(list(beside))])
     if as_json:
         print_json(compare_json(table, a, b))
     else:

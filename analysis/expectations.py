@@ -441,6 +441,9 @@ def _text_column(frame, column):
     if column not in frame.columns:
         return pd.Series([""] * len(frame), index=frame.index, dtype=object)
     series = frame[column]
+    if isinstance(series.dtype, pd.CategoricalDtype):  # by code: missing (-1) is the "" after the categories
+        values = np.append(np.asarray(series.cat.categories.astype(str), dtype=object), "")
+        return pd.Series(values[series.cat.codes.to_numpy()], index=frame.index, dtype=object)
     return series.astype(object).where(series.notna(), "").astype(str)
 
 
@@ -504,16 +507,41 @@ def _judge_lab(distinct, rules):
     return verdict, expected, source
 
 
+class _CodedColumn:
+    """A judged column built as codes into its few distinct values, one lab's groups at a time, and given to the
+    table as a Categorical: a million rows of object text would cost a factorize per step of the report."""
+
+    def __init__(self, count, initial, vocabulary=()):
+        self.values = list(dict.fromkeys((initial,) + tuple(vocabulary)))  # a fixed vocabulary: every category
+        self.code_of = {value: code for code, value in enumerate(self.values)}
+        self.codes = np.zeros(count, dtype=np.int32)
+
+    def code(self, value):
+        if value not in self.code_of:
+            self.code_of[value] = len(self.values)
+            self.values.append(value)
+        return self.code_of[value]
+
+    def put(self, rows, group_values, group_codes):
+        """rows get group_values[group_codes]: each row the value of its group."""
+        self.codes[rows] = np.array([self.code(value) for value in group_values], dtype=np.int32)[group_codes]
+
+    def fill(self, rows, value):
+        self.codes[rows] = self.code(value)
+
+    def series(self, index):
+        return pd.Series(pd.Categorical.from_codes(self.codes, categories=self.values), index=index)
+
+
 def judge(results, table):
-    """A copy of `results` with verdict, expected and source columns (see the module's docstring)."""
+    """A copy of `results` with verdict, expected and source columns (see the module's docstring), Categoricals."""
     judged = results.copy()
     count = len(judged)
     outcome = _text_column(judged, "outcome").to_numpy(dtype=object)
-    verdict = np.full(count, "undocumented", dtype=object)
+    verdict, expected, source = (_CodedColumn(count, "undocumented", VERDICTS), _CodedColumn(count, ""),
+                                 _CodedColumn(count, ""))
     for special in SPECIAL_VERDICTS:
-        verdict[outcome == special] = special
-    expected = np.full(count, "", dtype=object)
-    source = np.full(count, "", dtype=object)
+        verdict.fill(outcome == special, special)
     labs = _text_column(judged, "lab").to_numpy(dtype=object)
     for lab, rules in table.by_lab.items():
         rows = np.nonzero(labs == lab)[0]
@@ -529,12 +557,12 @@ def judge(results, table):
         sample = part.iloc[firsts]
         distinct = pd.DataFrame({column: _text_column(sample, column).to_numpy(dtype=object) for column in keys})
         lab_verdict, lab_expected, lab_source = _judge_lab(distinct, rules)
-        verdict[rows] = lab_verdict[codes]
-        expected[rows] = lab_expected[codes]
-        source[rows] = lab_source[codes]
-    judged["verdict"] = pd.Series(verdict, index=judged.index, dtype=object)
-    judged["expected"] = pd.Series(expected, index=judged.index, dtype=object)
-    judged["source"] = pd.Series(source, index=judged.index, dtype=object)
+        verdict.put(rows, lab_verdict, codes)
+        expected.put(rows, lab_expected, codes)
+        source.put(rows, lab_source, codes)
+    judged["verdict"] = verdict.series(judged.index)
+    judged["expected"] = expected.series(judged.index)
+    judged["source"] = source.series(judged.index)
     return judged
 
 

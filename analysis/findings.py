@@ -25,6 +25,7 @@ from analysis.labels import system_label
 from analysis.layouts import axis_labels, cell_meanings, cell_texts, lab_layout
 from analysis.regress import NO_RESULT
 from labs.vocabulary import NO_OPTIONS, UNSUPPORTED, split_options
+from formats.table import filled
 
 SHOWN_CASES = 1  # cases named after a sentence; the others are counted
 SHOWN_SYSTEMS = 5  # systems named before a sentence; the others are counted
@@ -165,7 +166,7 @@ VERDICTS_QUESTION = Question("verdicts", "How much of this do the sources docume
 
 
 def _text(frame, column):
-    return frame[column].fillna("").astype(object) if column in frame.columns else pd.Series(
+    return filled(frame[column]).astype(object) if column in frame.columns else pd.Series(
         "", index=frame.index, dtype=object)
 
 
@@ -189,7 +190,7 @@ class Masks:
             else:
                 hit = judged[column].isin(values).to_numpy()
                 if unset in values:
-                    hit = hit | judged[column].fillna("").eq("").to_numpy()
+                    hit = hit | filled(judged[column]).eq("").to_numpy()
             self.cache[key] = hit
         return self.cache[key]
 

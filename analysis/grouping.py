@@ -12,11 +12,16 @@ def group_codes(frame, columns):
     codes, size = np.zeros(len(frame), dtype=np.int64), 1
     for column in columns:
         if column in frame.columns:
-            column_codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
-            if size * (len(uniques) + 1) >= LIMIT:  # renumber 0.. first, so that the product stays small
+            series = frame[column]
+            if isinstance(series.dtype, pd.CategoricalDtype):  # its codes already (missing: -1)
+                column_codes, count = series.cat.codes.to_numpy().astype(np.int64), len(series.cat.categories)
+            else:
+                column_codes, uniques = pd.factorize(series, use_na_sentinel=True)
+                count = len(uniques)
+            if size * (count + 1) >= LIMIT:  # renumber 0.. first, so that the product stays small
                 codes = pd.factorize(codes)[0].astype(np.int64)
                 size = int(codes.max(initial=0)) + 1
-            codes, size = codes * (len(uniques) + 1) + (column_codes + 1), size * (len(uniques) + 1)
+            codes, size = codes * (count + 1) + (column_codes + 1), size * (count + 1)
     codes = pd.factorize(codes)[0].astype(np.int64)  # numbered by first appearance
     return codes, first_positions(codes)
 

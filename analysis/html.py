@@ -29,6 +29,7 @@ from analysis.labels import NOT_MEASURED, system_label
 from analysis.layouts import (axis_labels, cell_meanings, cell_texts, lab_layout, meaning_codes, present_axes,
                               step_cells)
 from analysis.templating import frame_table, render
+from formats.table import filled
 
 SYSTEM_KEY = ["run_id", "host", "os_family", "os_release"]
 # What makes two cells look the same, besides the lab's cell columns.
@@ -62,7 +63,7 @@ class StringTable:
 def systems_of(judged):
     """Each row's system code, and the systems (host + OS + run) with their label and case count."""
     codes, first = group_codes(judged, SYSTEM_KEY)
-    systems = judged[SYSTEM_KEY + ["os_version"]].iloc[first].fillna("").reset_index(drop=True)
+    systems = filled(judged[SYSTEM_KEY + ["os_version"]].iloc[first]).reset_index(drop=True)
     systems["label"] = system_label(systems)
     systems["cases"] = np.bincount(codes, minlength=len(systems))
     return codes, systems
@@ -88,7 +89,7 @@ def lab_data(cases, layout, system_labels, strings):
     (the parts repeat, the ids do not). A frame of step cells (layouts.step_cells) brings its own text and
     meaning."""
     system_of_case, system_order = pd.factorize(cases["system"])
-    host_of_system, hosts = pd.factorize(cases["host"].iloc[first_positions(system_of_case)].fillna(""))
+    host_of_system, hosts = pd.factorize(filled(cases["host"].iloc[first_positions(system_of_case)]))
     axes, axis_codes = [], {}
     for axis in present_axes(layout, cases):
         codes, first = group_codes(cases, axis.columns)
@@ -118,7 +119,7 @@ def lab_data(cases, layout, system_labels, strings):
     look_columns = list(dict.fromkeys(LOOK_COLUMNS + list(layout.cell) + (["text"] if own_text else [])))
     look_of_case, first = group_codes(cases, look_columns)
     looks = cases[[column for column in look_columns if column in cases.columns]].iloc[first]
-    case_of_case, case_ids = pd.factorize(cases["case_id"].fillna(""))
+    case_of_case, case_ids = pd.factorize(filled(cases["case_id"]))
     return {
         "section": "lab-" + cases["lab"].iloc[0],
         "empty": "" if own_text else NOT_MEASURED,
@@ -148,7 +149,7 @@ def mismatch_list(system_codes, systems, judged, limit):
     expectation, with its source and the systems that show it (joined only for the rows listed)."""
     wrong = (judged["verdict"] == "mismatch").to_numpy()
     keys = ["lab", "case_id", "expected", "measured", "source"]
-    cases = judged.loc[wrong, ["lab", "case_id", "expected", "source"]].fillna("").assign(
+    cases = filled(judged.loc[wrong, ["lab", "case_id", "expected", "source"]]).assign(
         measured=cell_texts(judged.loc[wrong].drop(columns="verdict")),
         system=systems["label"].to_numpy()[system_codes[wrong]])
     group = cases.groupby(keys, sort=True).ngroup()

@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis import palette
 from analysis.grouping import group_codes
+from formats.table import filled
 from labs import bind_matrix, module
 from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED
 
@@ -82,7 +83,7 @@ def _text(frame, column):
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return values.map(lambda value: "" if pd.isna(value) else "{:g}".format(value)).astype(object)
-    return values.fillna("").astype(object)
+    return filled(values).astype(object)
 
 
 def _no_result(outcome):
@@ -295,7 +296,7 @@ OUTCOME_MEANINGS = {OK: "ok", "EADDRINUSE": "refused", UNSUPPORTED: "unsupported
 def pair_label(first, second):
     """'a' when both are a (or the second is empty), else 'a → b' (an option or address pair of a first and a
     second socket)."""
-    first, second = first.fillna("").astype(object), second.fillna("").astype(object)
+    first, second = filled(first).astype(object), filled(second).astype(object)
     return first.where((first == second) | (second == ""), first + PAIR_ARROW + second)
 
 
@@ -310,7 +311,7 @@ def axis_labels(frame, axis):
 def present_axes(layout, frame):
     """The layout's row axes with a value in the frame (a column a lab's agent does not have yet is left out)."""
     return tuple(axis for axis in layout.rows if any(
-        column in frame.columns and frame[column].fillna("").ne("").any() for column in axis.columns))
+        column in frame.columns and filled(frame[column]).ne("").any() for column in axis.columns))
 
 
 def group_labels(frame, layout):
@@ -319,7 +320,7 @@ def group_labels(frame, layout):
     groups = {}
     for name in layout.groups:
         axis = axes.get(name, Axis(name, name, (name,)))
-        if any(column in frame.columns and frame[column].fillna("").ne("").any() for column in axis.columns):
+        if any(column in frame.columns and filled(frame[column]).ne("").any() for column in axis.columns):
             groups[name] = axis_labels(frame, axis)
     return groups
 
@@ -359,7 +360,7 @@ def cell_texts(frame):
 
 def value_meanings(values):
     """What a step's value or an outcome means by itself: OUTCOME_MEANINGS, another error name, or a value."""
-    values = values.fillna("").astype(object)
+    values = filled(values).astype(object)
     return values.map(OUTCOME_MEANINGS).where(values.isin(list(OUTCOME_MEANINGS)), np.where(
         values.isin(ERROR_NAMES), "other_error", "value")).astype(object)
 
@@ -446,7 +447,7 @@ def _mismatch_marks(melted, first_step):
     """Where step_cells marks a mismatch: worked out once per distinct (step, value, expectation) of the mismatching
     cases."""
     wrong = (melted["verdict"] == "mismatch").to_numpy()
-    cells = melted.loc[wrong, ["step", "value", "expected"]].fillna("")
+    cells = filled(melted.loc[wrong, ["step", "value", "expected"]])
     distinct = cells.drop_duplicates()
     allowed = [expected_values(expected) for expected in distinct["expected"]]
     distinct = distinct.assign(

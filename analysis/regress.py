@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from analysis.grouping import group_codes
 from formats import hostlog, jsonfile, records, rundir
 from formats.errors import UserError
 from formats.manifest import COMPLETED
@@ -91,14 +92,17 @@ class Regression(NamedTuple):
 def result_text(cases):
     """Per case "<step> <outcome>" for an outcome a step gave ("bind EADDRINUSE"), else the outcome ("ok"); then
     each step that gives a value, "; <step> <value>" ("ok; time_wait client")."""
-    steps = cases.reindex(columns=[column for column in STEP_COLUMNS if column not in VALUE_STEP_COLUMNS])
+    # worked out once per distinct combination of steps and outcome, then spread back by code
+    codes, firsts = group_codes(cases, list(STEP_COLUMNS) + ["outcome"])
+    distinct = cases.iloc[firsts].reindex(columns=list(STEP_COLUMNS) + ["outcome"]).astype(object)
+    steps = distinct[[column for column in STEP_COLUMNS if column not in VALUE_STEP_COLUMNS]]
     failed = steps.notna() & ~steps.isin([OK, ""])
-    step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~cases["outcome"].isin(SPECIAL_OUTCOMES))
-    text = (step + " " + cases["outcome"]).fillna(cases["outcome"]).astype(str)
+    step = failed.idxmax(axis=1).where(failed.any(axis=1) & ~distinct["outcome"].isin(SPECIAL_OUTCOMES))
+    text = (step + " " + distinct["outcome"]).fillna(distinct["outcome"]).astype(str)
     for column in [column for column in VALUE_STEP_COLUMNS if column in cases.columns]:
-        value = cases[column].astype(object).where(cases[column].notna(), "").astype(str)
+        value = distinct[column].where(distinct[column].notna(), "").astype(str)
         text = text.where(value == "", text + "; " + column + " " + value)
-    return text
+    return pd.Series(text.to_numpy(dtype=object)[codes], index=cases.index, dtype=object)
 
 
 def run_order(cases, keys):

@@ -10,6 +10,7 @@ section is seed 004's table grown up, then every option pair.
 Archived published runs (archive/) stand beside the run's own hosts, so every system the seeds name has a row.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from analysis.layouts import (MISMATCH_MARK, SEED_LAYOUT, axis_labels, cell_mean
 from analysis.templating import render
 from formats import rundir
 from formats.errors import UserError
-from formats.table import load, write as write_csv
+from formats.table import concat, load, write as write_csv
 from labs import LABS
 
 FOLD_ROWS = 20  # a Markdown section longer than this (in table rows) has its tables folded
@@ -61,7 +62,7 @@ def select(frame, conditions, columns=SEED_COLUMNS):
 def seed_table(judged):
     """Seed 004's table grown up: every system, same options on both sockets."""
     cells = select(judged, SEED_LAYOUT)
-    cells = cells[cells["first_opts"] == cells["second_opts"]]
+    cells = cells[cells["first_opts"].astype(str) == cells["second_opts"].astype(str)]  # Categoricals: as text
     return pivot(cells.assign(options=options_label(cells)), ["system", "options"], lab_layout("bind_matrix"))
 
 
@@ -214,8 +215,11 @@ def write(judged, run_dir, manifest, out_dir, progress=None):
     findings = key_findings(judged)
     counts = verdict_counts(judged, manifest["run_id"])
     wrong = mismatches(judged)
-    progress("judged table (CSV)")
-    write_csv(judged.drop(columns=["system", "meaning"]), os.path.join(out_dir, "judged.csv"))
+    # pyarrow writes the judged table without the GIL: on a second core while the rest is made (a million rows'
+    # CSV took as long as all the rest)
+    writer = ThreadPoolExecutor(1)
+    judged_csv = writer.submit(write_csv, judged.drop(columns=["system", "meaning"]), os.path.join(out_dir, "judged.csv"))
+    writer.shutdown(wait=False)
     progress("Markdown")
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index").reindex(columns=["status", "cases", "reason"])
     labs = pd.unique(judged["lab"])
@@ -236,6 +240,8 @@ def write(judged, run_dir, manifest, out_dir, progress=None):
     progress("HTML page")
     html.write(judged, os.path.join(out_dir, "report.html"), "socklab report: run {}".format(manifest["run_id"]),
                findings)
+    progress("judged table (CSV)")
+    judged_csv.result()
     return path, counts, wrong
 
 
@@ -252,7 +258,7 @@ def judged_runs(runs, expectations, archive=None, progress=None):
     if empty:
         raise UserError("holds no case: nothing to judge", path=empty[0])
     tables += [load(run) for run in (rundir.run_dirs(archive) if archive else []) if os.path.normpath(run) not in chosen]
-    results = pd.concat(tables, ignore_index=True)
+    results = concat(tables)
     progress("judging {:,} cases".format(len(results)))
     return judge(results, table)
 

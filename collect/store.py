@@ -116,11 +116,12 @@ class RunStore:
         self.saved = time.monotonic()
 
     def finish(self):
-        """Mark the run ended, write results.csv from what every host sent, and let the run go (its lock)."""
+        """Mark the run ended, write results.csv (and its columnar copy) from what every host sent, and let the run
+        go (its lock)."""
         with self.mutex:
             self.manifest["ended"] = now()
             self.save()
-        table.write(table.from_logs(rundir.read_run(self.path)), os.path.join(self.path, table.TABLE))
+        table.write_run_table(table.from_logs(rundir.read_run(self.path)), self.path)
         self.close()
 
     def close(self):

@@ -3,6 +3,7 @@
     <out>/<run_id>/manifest.json   formats.manifest
     <out>/<run_id>/<host>.jsonl    formats.hostlog, one per host
     <out>/<run_id>/results.csv     formats.table, written when the run ends
+    <out>/<run_id>/results.parquet formats.table's columnar copy of results.csv, written just after it
     <out>/<run_id>/writer.lock     held (flock) by the one process that writes the run: run-all, a resume, an import
 
 A run read here is what its files say, the host logs first: each host's count of cases is its log's, and a host
@@ -20,6 +21,7 @@ from formats.manifest import FAILED, RUNNING
 
 LOCK = "writer.lock"
 TABLE = "results.csv"  # formats.table's
+COLUMNAR = "results.parquet"  # and its columnar copy
 KILLED = "the controller ended before this host did (killed?); --resume runs what is missing"
 
 
@@ -66,7 +68,7 @@ def read_manifest(run_dir):
 
 def signature(run_dir):
     """What the run's record files are now (name, size, modification time): equal signatures, the same run."""
-    names = [manifest_file.FILE, TABLE] + [name for name in os.listdir(run_dir) if name.endswith(hostlog.SUFFIX)]
+    names = [manifest_file.FILE, TABLE, COLUMNAR] + [name for name in os.listdir(run_dir) if name.endswith(hostlog.SUFFIX)]
     found = []
     for name in sorted(names):
         try:

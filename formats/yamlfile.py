@@ -50,7 +50,25 @@ class Refused(Exception):
 def _tag_text(tag):
     return "!!" + tag[len(CORE):] if tag.startswith(CORE) else tag
 
-class _Loader(yaml.SafeLoader):
+# libyaml reads the text into events, ten times faster than PyYAML's Python scanner (the expectation tables took
+# most of a second); PyYAML's Python composer above it keeps the bounds below, which libyaml's own composer
+# (recursive C) cannot: it crashes on a deep nesting. Without libyaml, PyYAML's Python parser does the same work.
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser
+
+    class _Base(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """yaml.CSafeLoader with PyYAML's Python composer."""
+
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+else:
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):
     def __init__(self, stream):
         super().__init__(stream)
         self.path = []        # the field being composed, as its keys and indexes

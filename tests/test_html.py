@@ -221,6 +221,7 @@ def embedded_data(text):
 
 def test_a_hostile_host_name_and_detail_are_escaped(tmp_path):
     table = judge(load_run(ARCHIVE + "/seed004-2010"), load_expectations([EXPECTATIONS]))
+    table["host"] = table["host"].astype(str)  # a loaded table's text is Categorical: made plain to be edited
     table.loc[table["host"] == "winxp-sp3", "host"] = HOSTILE
     table["detail"] = "</script><!-- <script>alert(2)</script>"
     table.loc[table.index[0], "verdict"] = "mismatch"  # so the host is in the mismatch list too
@@ -247,6 +248,7 @@ def test_each_cell_has_the_colour_of_its_meaning_and_a_host_in_two_runs_is_two_s
     table = judge(load_run(ARCHIVE + "/seed004-2010"), load_expectations([EXPECTATIONS]))
     outcomes = {"unsupported": "unsupported", "inconclusive": "inconclusive", "error": "error", "EACCES": "other_error"}
     changed = table.index[table["host"] == "fc6-linux-2.6.18"][:len(outcomes)]
+    table = table.astype({"outcome": str, "bind": str})  # Categoricals made plain to be edited
     table.loc[changed, "outcome"] = table.loc[changed, "bind"] = list(outcomes)
     table = pd.concat([table, table[table["host"] == "freebsd-6.2"].assign(run_id="later")], ignore_index=True)
     data = embedded_data(open(report_html.write(table, str(tmp_path / "r.html"), "t"), encoding="utf-8").read())

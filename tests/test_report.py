@@ -78,7 +78,7 @@ def test_a_cell_means_what_it_means_for_its_labs_question(judged):
     assert (meanings[restart & (judged["restart"] == "EADDRINUSE")] == "refused").all()
     assert (meanings[restart & (judged["second_copy"] == "ok")] == "takeover").all()
     seed = (judged["lab"] == "bind_matrix") & (judged["outcome"] == "ok") & (
-        judged["first_addr"] == judged["second_addr"])
+        judged["first_addr"].astype(str) == judged["second_addr"].astype(str))  # Categoricals: compared as text
     same = seed & (judged["second_family"].fillna("") == "")
     assert (meanings[same & judged["state"].isin(layouts.LISTENING)] == "shared").all()
     assert (meanings[same & (judged["state"] == "TIME_WAIT")] == "ok").all()
