@@ -47,6 +47,7 @@ from analysis.grouping import group_codes
 from formats import yamlfile
 from formats.errors import UserError
 from formats.records import OS_FAMILIES
+from formats.table import text_column
 from labs import LABS, module
 from labs.vocabulary import ERROR, ERROR_NAMES, INCONCLUSIVE, OK, OPTIONS, UNSUPPORTED, is_option_set
 
@@ -436,17 +437,6 @@ def load_expectations(paths=None):
 
 # ---------------------------------------------------------------------------------------------------- judging
 
-def _text_column(frame, column):
-    """A column as text, missing values and absent columns as ""."""
-    if column not in frame.columns:
-        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
-    series = frame[column]
-    if isinstance(series.dtype, pd.CategoricalDtype):  # by code: missing (-1) is the "" after the categories
-        values = np.append(np.asarray(series.cat.categories.astype(str), dtype=object), "")
-        return pd.Series(values[series.cat.codes.to_numpy()], index=frame.index, dtype=object)
-    return series.astype(object).where(series.notna(), "").astype(str)
-
-
 class _Matcher:
     """Rule conditions evaluated over the distinct combinations, each condition once."""
 
@@ -537,12 +527,12 @@ def judge(results, table):
     """A copy of `results` with verdict, expected and source columns (see the module's docstring), Categoricals."""
     judged = results.copy()
     count = len(judged)
-    outcome = _text_column(judged, "outcome").to_numpy(dtype=object)
+    outcome = text_column(judged, "outcome").to_numpy(dtype=object)
     verdict, expected, source = (_CodedColumn(count, "undocumented", VERDICTS), _CodedColumn(count, ""),
                                  _CodedColumn(count, ""))
     for special in SPECIAL_VERDICTS:
         verdict.fill(outcome == special, special)
-    labs = _text_column(judged, "lab").to_numpy(dtype=object)
+    labs = text_column(judged, "lab").to_numpy(dtype=object)
     for lab, rules in table.by_lab.items():
         rows = np.nonzero(labs == lab)[0]
         if not len(rows):
@@ -555,7 +545,7 @@ def judge(results, table):
         part = judged.iloc[rows]
         codes, firsts = group_codes(part, keys)
         sample = part.iloc[firsts]
-        distinct = pd.DataFrame({column: _text_column(sample, column).to_numpy(dtype=object) for column in keys})
+        distinct = pd.DataFrame({column: text_column(sample, column).to_numpy(dtype=object) for column in keys})
         lab_verdict, lab_expected, lab_source = _judge_lab(distinct, rules)
         verdict.put(rows, lab_verdict, codes)
         expected.put(rows, lab_expected, codes)

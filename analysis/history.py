@@ -8,13 +8,14 @@ both had a result for it.
 """
 import os
 
+import numpy as np
 import pandas as pd
 
-from analysis.regress import ABSENT, NO_RESULT, case_table, fact_values, host_cases, markdown_table, run_order
+from analysis.regress import ABSENT, NO_RESULT, fact_values, host_cases, markdown_table, result_text, run_order
 from analysis.terminal import print_json
-from formats import rundir
+from formats import rundir, table
 from formats.errors import UserError
-from formats.table import PARAMETER_COLUMNS
+from formats.table import PARAMETER_COLUMNS, text_column
 
 CASE = ["lab", "case_id"]
 
@@ -45,29 +46,47 @@ def as_folders(folders):
 
 def load_history(folders, host):
     """(runs, cases) of `host`: runs has run (its number, oldest 0), run_id, started, os_release, agent and facts
-    ({fact: text}); cases is every case of those runs (analysis.regress.case_table) with its run number."""
-    rows, frames = [], []
-    for number, (run_dir, manifest) in enumerate(host_runs(as_folders(folders), host)):
-        host_facts, cases = host_cases(run_dir, host)
+    ({fact: text}); cases is every case of those runs (their table, Categoricals) with its result and run number."""
+    held = host_runs(as_folders(folders), host)
+    # the runs' columnar copies hold their rows and facts: a year of nightly runs is read in seconds, not minutes
+    facts_of, columnar = table.host_rows([rundir.Run(run_dir, manifest, {}) for run_dir, manifest in held], host)
+    rows, frames, numbers = [], [], []
+    if len(columnar):
+        frames.append(columnar.drop(columns="run"))
+        numbers.append(columnar["run"].to_numpy())
+    for number, (run_dir, manifest) in enumerate(held):
+        if number in facts_of:
+            host_facts = facts_of[number]
+        else:
+            host_facts, cases = host_cases(run_dir, host)
+            frames.append(table.categorical(cases))
+            numbers.append(np.full(len(cases), number))
         facts = dict(fact_values(host_facts or {}), agent=manifest.get("agent_version", ""))
         rows.append((number, manifest["run_id"], str(manifest.get("started", "")), facts.get("os_release", ""),
                      facts["agent"], facts))
-        frames.append(case_table([cases]).assign(run=number))
     runs = pd.DataFrame(rows, columns=["run", "run_id", "started", "os_release", "agent", "facts"])
-    cases = pd.concat(frames, ignore_index=True)
+    cases = table.concat(frames)
     if cases.empty:
         raise UserError("no stored run holds a case of host {!r}: no history".format(host), field="--host")
-    return runs, cases
+    cases = cases.assign(run=np.concatenate(numbers))
+    if len(frames) > 1:  # runs read from their logs too: every row in the order of its run, as the agent ran them
+        cases = cases.iloc[np.argsort(cases["run"].to_numpy(), kind="stable")].reset_index(drop=True)
+    return runs, cases.assign(result=result_text(cases))  # once over every run, by codes
 
 
 def changes_between_runs(runs, cases):
-    """One row per case and run its result changed in (see host_history)."""
-    results = cases.assign(order=run_order(cases, CASE))
-    results = results[~results["outcome"].isin(NO_RESULT)].sort_values(["order", "run"])
-    by_case = results.groupby(CASE, sort=False)
-    results = results.assign(before=by_case["result"].shift(), previous_run=by_case["run"].shift())
-    changes = results[results["before"].notna() & (results["before"] != results["result"])].copy()
-    changes["previous_run"] = changes["previous_run"].astype(int)
+    """One row per case and run its result changed in (see host_history). Worked on codes and arrays: a year of
+    nightly runs is millions of rows, of which the few that changed are made text."""
+    kept = ~cases["outcome"].isin(NO_RESULT).to_numpy()
+    results = pd.DataFrame({"order": run_order(cases, CASE), "run": cases["run"].to_numpy(),
+                            "result": cases["result"].to_numpy(dtype=object)}, index=cases.index)[kept]
+    results = results.sort_values(["order", "run"], kind="stable")
+    order, run, result = (results[column].to_numpy() for column in ("order", "run", "result"))
+    changed = np.flatnonzero((order[1:] == order[:-1]) & (result[1:] != result[:-1])) + 1  # vs the run before
+    rows = results.index[changed]
+    changes = pd.DataFrame({column: text_column(cases.loc[rows], column) for column in CASE + PARAMETER_COLUMNS})
+    changes = changes.assign(order=order[changed], run=run[changed], previous_run=run[changed - 1],
+                             before=result[changed - 1], result=result[changed])
     # the facts differ per pair of runs, not per case: worked out once per pair
     pairs = changes[["previous_run", "run"]].drop_duplicates()
     facts = runs["facts"]

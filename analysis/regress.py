@@ -35,7 +35,7 @@ from formats import hostlog, jsonfile, records, rundir
 from formats.errors import UserError
 from formats.manifest import COMPLETED
 from formats.records import LAB_MODULES
-from formats.table import PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS
+from formats.table import PARAMETER_COLUMNS, STEP_COLUMNS, VALUE_STEP_COLUMNS, concat, text_column
 from labs import LABS
 from labs.vocabulary import ERROR, INCONCLUSIVE, OK, SPECIAL_OUTCOMES, UNSUPPORTED
 
@@ -113,8 +113,8 @@ def run_order(cases, keys):
 
 def case_table(frames):
     """The cases of some hosts in CASE_COLUMNS, missing values as "", with their result."""
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    table = table.reindex(columns=CASE_COLUMNS).astype(object).fillna("").astype(str)
+    table = concat(frames)
+    table = pd.DataFrame({column: text_column(table, column) for column in CASE_COLUMNS}, index=table.index)
     return table.assign(result=result_text(table))
 
 

@@ -121,7 +121,8 @@ class RunStore:
         with self.mutex:
             self.manifest["ended"] = now()
             self.save()
-        table.write_run_table(table.from_logs(rundir.read_run(self.path)), self.path)
+        run = rundir.read_run(self.path)
+        table.write_run_table(table.from_logs(run), self.path, {host: log.facts for host, log in run.logs.items()})
         self.close()
 
     def close(self):

@@ -11,6 +11,7 @@ A loaded table's text columns are Categoricals: a run's dozen columns hold a few
 rows, and codes make the analysis's grouping, filtering and judging of a million rows cheap (factorize and take on
 text were most of the report's time). `concat` joins tables and keeps them so.
 """
+import json
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ from labs.vocabulary import RESULT_COLUMNS
 
 TABLE = rundir.TABLE
 COLUMNAR = rundir.COLUMNAR
+FACTS_KEY = "socklab.host_facts"  # results.parquet's metadata: {host: its facts}
 PARAMETER_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.PARAMETERS))
 STEP_COLUMNS = list(dict.fromkeys(column for lab in LAB_MODULES.values() for column in lab.STEPS))
 # Steps whose result is a value (who accepted, which end held TIME_WAIT), not ok or an error name.
@@ -68,6 +70,8 @@ def as_category(column):
         if column.cat.categories.dtype == "str" or (column.dtype.categories.empty and column.isna().all()):
             if column.cat.categories.dtype != "str":
                 return column.cat.set_categories(pd.Index([], dtype="str"))
+            if not column.cat.categories.is_monotonic_increasing:  # joined by pyarrow: in order of appearance
+                return column.cat.reorder_categories(column.cat.categories.sort_values())
             return column
         column = column.astype(object)
     if column.dtype != "str":
@@ -87,8 +91,13 @@ def concat(tables):
     tables = [table.reindex(columns=columns) for table in tables]
     for column in columns:
         if all(isinstance(table[column].dtype, pd.CategoricalDtype) for table in tables):
-            union = pd.Index(sorted(set().union(*(table[column].cat.categories for table in tables))), dtype="str")
-            tables = [table.assign(**{column: table[column].cat.set_categories(union)}) for table in tables]
+            categories = [table[column].cat.categories for table in tables]
+            if all(each.equals(categories[0]) for each in categories):
+                continue  # the same already (a host's nightly runs): pandas keeps them
+            union = pd.Index(np.unique(np.concatenate([np.asarray(each, dtype=object) for each in categories])),
+                             dtype="str")
+            tables = [table if table[column].cat.categories.equals(union) else
+                      table.assign(**{column: table[column].cat.set_categories(union)}) for table in tables]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -140,9 +149,22 @@ def filled(values):
     return values.fillna("")
 
 
-def checked(table, path, manifest):
+def text_column(frame, column):
+    """A column as text, missing values and an absent column as "" (object values): a Categorical by its codes,
+    so that a million rows cost one take, not a million conversions."""
+    if column not in frame.columns:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    series = frame[column]
+    if isinstance(series.dtype, pd.CategoricalDtype):  # missing (-1) is the "" after the categories
+        values = np.append(np.asarray(series.cat.categories.astype(str), dtype=object), "")
+        return pd.Series(values[series.cat.codes.to_numpy()], index=frame.index, dtype=object)
+    return series.astype(object).where(series.notna(), "").astype(str).astype(object)
+
+
+def checked(table, path, manifest, case_key=("host", "lab", "case_id")):
     """results.csv's table, its columns and the values the analysis relies on checked; UserError at the first
-    fault (file:line: column: problem)."""
+    fault (file:line: column: problem). Several runs' rows are checked at once with `manifest["run_id"]` an array
+    (each row's run id) and a run column in `case_key`."""
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise UserError("missing " + ", ".join(missing) + REBUILD, path=path, line=1, field="columns")
@@ -152,8 +174,8 @@ def checked(table, path, manifest):
         if absent:
             raise UserError("missing {} (columns of {})".format(", ".join(absent), name) + REBUILD, path=path,
                             line=1, field="columns")
-    first_bad(path, table["run_id"] != manifest["run_id"], "run_id", "not this run's id ({})".format(
-        manifest["run_id"]))
+    first_bad(path, table["run_id"].to_numpy(dtype=object) != manifest["run_id"], "run_id",
+              "not this run's id ({})".format(manifest["run_id"]))
     first_bad(path, ~table["host"].isin(list(manifest["hosts"])), "host", "not a host of this run's manifest")
     first_bad(path, table["case_id"].isna(), "case_id", "empty")
     outcome = filled(table["outcome"])
@@ -166,7 +188,7 @@ def checked(table, path, manifest):
         for column, values in lab.AXES.items():  # an empty value is read as missing: it is "" (second_family)
             first_bad(path, rows & ~filled(table[column]).isin(values), column, "not a value of {}'s {} ({})".format(
                 name, column, ", ".join(values)))
-    first_bad(path, table.duplicated(["host", "lab", "case_id"]), "case_id", "a case of this host is here twice")
+    first_bad(path, table.duplicated(list(case_key)), "case_id", "a case of this host is here twice")
     return table
 
 
@@ -224,14 +246,57 @@ def write(frame, path):
     os.replace(temporary, path)
 
 
-def write_run_table(frame, run_dir):
-    """A run's results.csv, then its columnar copy: the CSV read back as text, so that both hold the same."""
+def write_run_table(frame, run_dir, facts):
+    """A run's results.csv, then its columnar copy: the CSV read back as text, so that both hold the same, and
+    each host's facts ({host: its last host record}) in the file's metadata, so that a reader of one host's rows
+    (history) need not read its log."""
+    import pyarrow
+    import pyarrow.parquet
     path = os.path.join(run_dir, TABLE)
     write(frame, path)
     columnar = os.path.join(run_dir, COLUMNAR)
     temporary = columnar + ".tmp"
-    read_text_table(path).astype("category").to_parquet(temporary, index=False)
+    arrow = pyarrow.Table.from_pandas(read_text_table(path).astype("category"), preserve_index=False)
+    arrow = arrow.replace_schema_metadata(dict(arrow.schema.metadata or {}, **{FACTS_KEY: json.dumps(facts)}))
+    pyarrow.parquet.write_table(arrow, temporary)
     os.replace(temporary, columnar)
+
+
+def host_rows(runs, host):
+    """({number: facts}, rows) of `host` over `runs` (formats.rundir.Run, numbered by position) from the columnar
+    copies that are current and hold the host's facts; rows has a `run` column (the number). pyarrow reads each
+    copy with a filter on host and joins them before pandas sees them: a year of nightly runs is one conversion
+    and one check, not 365. The runs left out (no current copy) are for their logs to tell."""
+    import pyarrow
+    import pyarrow.parquet
+    facts, parts, paths = {}, [], {}
+    for number, run in enumerate(runs):
+        if not (is_current(run) and columnar_is_current(run)):
+            continue
+        path = os.path.join(run.path, COLUMNAR)
+        try:
+            part = pyarrow.parquet.read_table(path, filters=[("host", "==", host)])
+            known = json.loads(part.schema.metadata[FACTS_KEY.encode()]).get(host)
+        except (OSError, KeyError, TypeError, AttributeError, ValueError, pyarrow.ArrowException):
+            continue  # a copy without facts, or damaged: the log says the same
+        if isinstance(known, dict):
+            facts[number], paths[number] = known, path
+            text = pyarrow.dictionary(pyarrow.int32(), pyarrow.string())  # one index type, so that they join
+            part = part.cast(pyarrow.schema([field.with_type(text) for field in part.schema]).with_metadata(None))
+            parts.append(part.append_column("run", pyarrow.array(np.full(len(part), number, dtype=np.int64))))
+    if not parts:
+        return facts, pd.DataFrame()
+    rows = pyarrow.concat_tables(parts, promote_options="permissive").unify_dictionaries().to_pandas()
+    number = rows.pop("run").to_numpy()
+    run_ids = np.array([run.manifest["run_id"] for run in runs], dtype=object)
+    try:
+        checked(rows.assign(run=number), ", ".join(paths.values()), {"run_id": run_ids[number], "hosts": [host]},
+                case_key=("run", "host", "lab", "case_id"))
+    except UserError:  # told again for the one run it is in, so that its file and line are named
+        for each, path in paths.items():
+            checked(rows[number == each].reset_index(drop=True), path, runs[each].manifest)
+        raise
+    return facts, with_columns(rows).assign(run=number)
 
 
 def as_text(value):

@@ -59,7 +59,7 @@ def doctor(run_dir, out, run_id, started):
     """A copy of the run as `run_id`: DOCTORED_CASES changed, DROPPED gone, NEW added, another OS release and
     net.ipv4.tcp_tw_reuse, no net.ipv6.bindv6only."""
     copy = os.path.join(out, run_id)
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "regress", "results.csv"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "regress", "results.csv", "results.parquet"))
     with open(os.path.join(copy, "manifest.json")) as stream:
         manifest = json.load(stream)
     manifest.update(run_id=run_id, started=started)
@@ -239,7 +239,7 @@ def as_run_of_the_agent_before_issue_15(run_dir, out):
     """A copy of the run as main's agent before second_family and hijack's proto would have written it: none of
     the new cases, and the old ones without those fields."""
     copy = os.path.join(out, "20000101-000000Z")
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "regress", "results.csv"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report", "regress", "results.csv", "results.parquet"))
     with open(os.path.join(copy, "manifest.json")) as stream:
         manifest = json.load(stream)
     manifest.update(run_id="20000101-000000Z", started="2000-01-01T00:00:00+00:00")
@@ -353,6 +353,18 @@ def test_history_shows_the_doctored_run_with_its_release_and_sysctls(runs):
     assert history([out, ARCHIVE], HOST, console) == 0
     printed = console.file.getvalue()
     assert "## Runs (3)" in printed and "changed from the run before (2)" in printed and NEW_RELEASE in printed
+
+
+def test_history_reads_the_columnar_copies_as_it_reads_the_logs(runs, tmp_path):
+    """history takes each run's rows and facts from results.parquet where it is current (a year of nightly runs
+    in seconds): the same changes as from the host logs alone, a run without its copy read from its log."""
+    out = runs[0]
+    from_copies = host_history([out, ARCHIVE], HOST)
+    logs_only = str(tmp_path / "logs-only")
+    shutil.copytree(out, logs_only, ignore=shutil.ignore_patterns("results.parquet"))
+    from_logs = host_history([logs_only, ARCHIVE], HOST)
+    assert len(from_copies) == 2 and from_copies.equals(from_logs)
+    assert any(os.path.exists(os.path.join(run_dir, "results.parquet")) for run_dir in run_dirs(out))
 
 
 def test_history_of_an_unknown_host_is_a_user_error(runs):

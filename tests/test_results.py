@@ -1,12 +1,16 @@
-"""Loading stored runs: the tidy table, a crash-cut last line, and seed 004's archived run."""
+"""Loading stored runs: the tidy table and its columnar copy, a crash-cut last line, and seed 004's archived run."""
 import json
+import os
+import shutil
+import subprocess
 
+import pandas as pd
 import pytest
 
 from formats.table import lab_columns, load as load_run
 from labs.vocabulary import RESULT_COLUMNS
 from formats.errors import UserError
-from tests.conftest import HOST_RECORD as HOST, REPO
+from tests.conftest import HOST_RECORD as HOST, REPO, socklab_command
 
 
 def write_run(path, lines):
@@ -61,3 +65,43 @@ def test_the_archived_seed_004_run_holds_the_published_table():
         for host, cells in rows.groupby("host"):
             ordered = cells.set_index("state").loc[["LISTEN", "LISTEN+ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"]]
             assert list(ordered["bind"]) == outcomes, host
+
+
+# ------------------------------------------------------------------------------------------------ columnar copy
+
+@pytest.fixture(scope="module")
+def stored_run(tmp_path_factory):
+    """A real run of this machine (TCP, IPv4, one prober), as run-all stores it."""
+    out = tmp_path_factory.mktemp("runs")
+    done = subprocess.run(socklab_command("run-all", "--lab", "bind_matrix", "--where", "proto=tcp", "--where",
+                                          "family=inet", "--where", "prober=same_process", "--out", str(out)),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
+    return run_dir
+
+
+def test_the_columnar_copy_holds_what_results_csv_holds(stored_run, tmp_path):
+    """results.parquet is read while it is current and gives the table results.csv gives: every column, every
+    value, text as Categoricals."""
+    assert (stored_run / "results.parquet").stat().st_mtime >= (stored_run / "results.csv").stat().st_mtime
+    from_copy = load_run(str(stored_run))
+    without = tmp_path / "without-copy"
+    shutil.copytree(stored_run, without, ignore=shutil.ignore_patterns("results.parquet"))
+    from_csv = load_run(str(without))
+    assert len(from_copy) > 0 and from_copy.equals(from_csv)
+    assert all(isinstance(from_copy[column].dtype, pd.CategoricalDtype) for column in from_copy if column != "errno")
+
+
+def test_a_results_csv_newer_than_its_copy_is_read_and_a_damaged_copy_is_named(stored_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stored_run, run)
+    table = pd.read_csv(run / "results.csv", dtype=str)
+    table.loc[0, "detail"] = "edited after the run"
+    table.to_csv(run / "results.csv", index=False)  # newer than results.parquet: it is the one read
+    os.utime(run / "results.parquet", (1, 1))
+    assert load_run(str(run))["detail"].iloc[0] == "edited after the run"
+    (run / "results.parquet").write_bytes(b"PAR1 not a parquet file")  # newer again, and damaged
+    with pytest.raises(UserError, match=r"results\.parquet: not a columnar copy of results\.csv: .*remove "
+                                        r"results\.csv"):
+        load_run(str(run))
