@@ -90,7 +90,7 @@ def read(path):
         if not raw.strip():
             continue
         try:
-            record = records.parse(decoded(raw, path, number))
+            record = records.parse(decoded(raw, path, number), records.RUN_KINDS)  # a why record: add()
         except (records.RecordError, UserError) as exc:
             if last:  # no newline after it: cut short while being written
                 cut = number

@@ -30,7 +30,8 @@ from labs.vocabulary import ERROR, INCONCLUSIVE, OK, OPTIONS, TCP_STATES, UNSUPP
 HOST, PLAN, CASE, END = "host", "plan", "case", "end"
 PORT, HOLDER, ANSWER = "port", "holder", "answer"
 WHY_KINDS = (PORT, HOLDER, ANSWER)
-KINDS = (HOST, PLAN, CASE, END) + WHY_KINDS
+RUN_KINDS = (HOST, PLAN, CASE, END)  # what a run's output (a host log) holds
+KINDS = RUN_KINDS + WHY_KINDS
 # What a host is: a resumed run checks they are the same, and every case row carries them (and python).
 HOST_COLUMNS = ("os_family", "os_release", "os_version")
 FACT_COLUMNS = HOST_COLUMNS + ("upstream_release", "python")
@@ -204,14 +205,15 @@ def lab_fields(lab):
 CASE_FIELDS = {name: dict(FIELDS[CASE], **lab_fields(lab)) for name, lab in LAB_MODULES.items()}
 
 
-def checked(record):
-    """The record, each field checked against its kind; RecordError naming the first field at fault."""
+def checked(record, named=KINDS):
+    """The record, each field checked against its kind; RecordError naming the first field at fault. An unknown
+    kind's error lists `named`: the kinds where the record is read (a host log: RUN_KINDS)."""
     if not isinstance(record, dict):
         raise RecordError(None, "not a socklab record (a JSON object)")
     kind = record.get("record")
     if kind not in KINDS:
         raise RecordError("record", "{} is not a record kind ({})".format(
-            shown(kind) if "record" in record else "missing", ", ".join(KINDS)))
+            shown(kind) if "record" in record else "missing", ", ".join(named)))
     fields = FIELDS[kind]
     if kind == CASE:
         problem = lab_name(record.get("lab")) if "lab" in record else "missing"
@@ -234,9 +236,10 @@ def checked(record):
     return record
 
 
-def parse(line):
-    """The record a line of agent output holds; RecordError when it is not JSON or not a socklab record."""
+def parse(line, named=KINDS):
+    """The record a line of agent output holds; RecordError when it is not JSON or not a socklab record (an
+    unknown kind's error lists `named`, as checked() does)."""
     try:
-        return checked(jsonfile.parse(line))
+        return checked(jsonfile.parse(line), named)
     except jsonfile.Invalid as exc:
         raise RecordError(exc.field, "not a JSON record: " + exc.syntax if exc.syntax else exc.problem) from None

@@ -36,8 +36,10 @@ from tests.conftest import REPO, socklab_command
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARCHIVE, EXPECTATIONS = os.path.join(REPO, "archive"), os.path.join(REPO, "expectations")
 HOSTILE = "<script>alert(1)</script>"
-SEED_VIEW = {"proto": "tcp", "family": "inet", "first_addr": "wildcard", "second_addr": "wildcard",
-             "prober": "other_process"}
+# Seed 004's view: its family axis is the (family, second_family) pair, "inet" being both sockets of inet
+# (second_family empty), as analysis.layouts.SEED_LAYOUT says; the cross-family pairs are values of their own.
+SEED_VIEW = {"proto": "tcp", "family": "inet", "second_family": "", "first_addr": "wildcard",
+             "second_addr": "wildcard", "prober": "other_process"}
 # Not a finding: one case marked as a mismatch here, so the page has a mark to show.
 FAKE_MISMATCH = "tcp/inet/LISTEN/SO_REUSEADDR/SO_REUSEADDR/wildcard/wildcard/other_process"
 SECTION = "lab-bind_matrix"

@@ -10,7 +10,6 @@ import pytest
 
 from analysis.expectations import VERDICTS, judge, load_expectations
 from formats.table import load as load_run
-from labs import LABS
 from labs.vocabulary import RESULT_COLUMNS
 from tests.conftest import HOST_RECORD, REPO
 
@@ -82,7 +81,9 @@ def test_run_all_on_the_default_inventory_stores_results_and_report(invoke, tmp_
     assert (run_dir / "report" / "seed004_layout.csv").exists()
 
     # the terminal: each lab's line as it starts (plain lines when not on a terminal), the report a step of its own
-    assert "local: bind_matrix (lab 1 of {}): {:,} cases".format(len(LABS), planned) in done.stderr
+    # (of the labs the run has: SMALL's --lab gives it bind_matrix alone)
+    assert manifest["labs"] == ["bind_matrix"]
+    assert "local: bind_matrix (lab 1 of 1): {:,} cases".format(planned) in done.stderr
     assert "writing the report of {} ...".format(run_dir) in done.stdout
     assert re.search(r"report written in \d+\.\d s: ", done.stdout)
     (verdicts,) = assert_check_says_what_the_judge_says(invoke, run_dir)["verdicts"]
@@ -99,6 +100,10 @@ def test_each_lab_runs_is_checked_and_has_its_report_section(invoke, tmp_path):
     assert set(table["lab"]) == set(OTHER_LABS)
     assert not (table["outcome"] == "error").any(), table.loc[table["outcome"] == "error", "detail"].head().tolist()
     assert set(table.loc[table["lab"] == "socketpair_churn", "pairs"]) == {"300"}
+    # the terminal names each lab as it starts, k of the run's n labs
+    started = re.findall(r"^local: (\w+) \(lab (\d+) of (\d+)\): [\d,]+ cases$", done.stderr, re.M)
+    assert sorted(lab for lab, _, _ in started) == sorted(OTHER_LABS)
+    assert [(int(k), int(n)) for _, k, n in started] == [(k, len(OTHER_LABS)) for k in range(1, len(OTHER_LABS) + 1)]
     report = (run_dir / "report" / "report.md").read_text()
     page = (run_dir / "report" / "report.html").read_text()
     for lab in OTHER_LABS:

@@ -140,10 +140,13 @@ def test_namespace_hosts_answer_at_their_addresses_with_their_sysctls(namespaced
     assert [host.name for host in namespaced.hosts] == ["lab1", "lab2", "lab3"]
     assert len({host.address for host in namespaced.hosts}) == 3
     for number, host in enumerate(namespaced.hosts, 1):
-        assert host.port == 22 and host.netns and host.sysctls == {"net.ipv4.tcp_tw_reuse": (number - 1) % 3}
-        done = ssh(namespaced, host.name, "cat /proc/sys/net/ipv4/tcp_tw_reuse; pwd")
+        # the README's test bed: tcp_tw_reuse 0, 1, 2, 0, ...; tcp_migrate_req 0, 1, 0, 1, ...
+        assert host.port == 22 and host.netns and host.sysctls == {"net.ipv4.tcp_tw_reuse": (number - 1) % 3,
+                                                                   "net.ipv4.tcp_migrate_req": (number - 1) % 2}
+        done = ssh(namespaced, host.name,
+                   "cat /proc/sys/net/ipv4/tcp_tw_reuse /proc/sys/net/ipv4/tcp_migrate_req; pwd")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == [str((number - 1) % 3), host.home]
+        assert done.stdout.split() == [str((number - 1) % 3), str((number - 1) % 2), host.home]
         inside = namespaced.run(host.name, ["ip", "-o", "-4", "address", "show", "eth0"], capture_output=True,
                                 text=True)
         assert " {}/24 ".format(host.address) in inside.stdout

@@ -261,7 +261,13 @@ def test_the_freebsd_vms_script_runs_in_a_posix_sh(tmp_path):
                                    SOCKLAB_SYSTEM=job["env"]["SOCKLAB_SYSTEM"]), timeout=300)
     assert done.returncode == 0, done.stderr
     log = hostlog.read(str(tmp_path / "agent-output" / "freebsd-14.jsonl"))
-    assert log.ended and len(log.cases) == 32 and {case["prober"] for case in log.cases} == {"same_process"}
+    # the selection's cases, every filter passed on: 2 first_opts x 4 second_opts x 2 first_addr x the second
+    # family's addresses (the first one's family and inet6: 2, dual: 3)
+    counts = {}
+    for case in log.cases:
+        counts[case["second_family"]] = counts.get(case["second_family"], 0) + 1
+    assert log.ended and counts == {"": 32, "inet6": 32, "dual": 48}
+    assert {case["prober"] for case in log.cases} == {"same_process"}
 
 
 # --- ./socklab workflow --------------------------------------------------------------------------------------------
@@ -327,11 +333,15 @@ def test_a_case_that_fails_unexpectedly_is_an_error_and_the_run_goes_on(tmp_path
     assert b"\r" not in raw and raw.endswith(b"\n")
     records = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
     cases = [record for record in records if record["record"] == "case"]
-    (first, later) = [case for case in cases if case["prober"] == "other_process"]
+    # the prober's cases in the plan's order: 2 second_opts for each second family (the first one's, inet6, dual)
+    others = [case for case in cases if case["prober"] == "other_process"]
+    assert [case["second_family"] for case in others] == ["", "", "inet6", "inet6", "dual", "dual"]
+    first, later = others[0], others[1:]
     assert first["outcome"] == "error" and first["errno"] is None
     assert first["detail"] == "ProberDied: prober process answered what is not JSON (b'welcome to this host\\n'): " \
                               "ended", first["detail"]
-    assert later["outcome"] == "error" and later["detail"].startswith("ProberDied: prober process"), later["detail"]
+    for case in later:
+        assert case["outcome"] == "error" and case["detail"].startswith("ProberDied: prober process"), case["detail"]
     for after in (case for case in cases if case["prober"] == "same_process"):
         assert after["witness"] == "BOUND" and after["outcome"] == after["bind"] != "error"
-    assert records[-1]["record"] == "end" and records[-1]["cases"] == 4
+    assert records[-1]["record"] == "end" and records[-1]["cases"] == len(cases) == 12
