@@ -135,7 +135,7 @@ def is_current(run):
 def first_bad(path, bad, column, problem):
     """UserError at the file line of the first row flagged in `bad` (line 1 is the header)."""
     if bad.any():
-        raise UserError(problem + REBUILD, path=path, line=int(np.flatnonzero(bad.to_numpy())[0]) + 2, field=column)
+        raise UserError(problem + REBUILD, path=path, line=int(np.flatnonzero(np.asarray(bad))[0]) + 2, field=column)
 
 
 def filled(values):
