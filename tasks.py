@@ -352,9 +352,9 @@ def bench(c, rounds=3, where=None):
     with tempfile.TemporaryDirectory() as folder:
         real = figures.local_run(folder)
         rows, seconds, megabytes = report_at_scale(real, ARCHIVE, EXPECTATIONS)
-        out.print("analysis of a synthetic run of 100 hosts + the archive, {:,} rows: {} = {:.1f} s (target <= 5 s); "
+        out.print("analysis of a synthetic run of 100 hosts + the archive, {:,} rows: {} = {:.2f} s (target <= 5 s); "
                   "peak memory {:,.0f} MB (target <= 1,536 MB)".format(rows, ", ".join(
-                      "{} {:.1f} s".format(step, value) for step, value in seconds.items()), sum(seconds.values()),
+                      "{} {:.2f} s".format(step, value) for step, value in seconds.items()), sum(seconds.values()),
                       megabytes))
         history_seconds, runs, changes = history_at_scale(real)
         out.print("history --host over {} nightly runs of 8,000 cases: {:.1f} s, {:,} changes (target <= 10 s)".format(
