@@ -204,6 +204,22 @@ def lab_section(lab, cases, out_dir):
     return section
 
 
+def write_judged(judged, out_dir):
+    """judged.csv, the judged table with each row's source as its number (`source_id`, empty where none), and
+    sources.csv, each source's text once by its number: a source runs to a few KB, and a million rows' copies of
+    them made a judged.csv of 1.2 GB."""
+    sources = judged["source"].astype("category")
+    texts = np.asarray(sources.cat.categories, dtype=object)
+    named = np.append(texts != "", False)  # code -1 (no source at all) is the last entry
+    numbers = np.append(np.cumsum(named[:-1]), 0)
+    codes = sources.cat.codes.to_numpy()
+    source_id = pd.Series(numbers[codes], index=judged.index, dtype="Int64").where(named[codes])
+    write_csv(judged.assign(source=source_id).rename(columns={"source": "source_id"}),
+              os.path.join(out_dir, "judged.csv"))
+    write_csv(pd.DataFrame({"source_id": numbers[:-1][named[:-1]], "source": texts[named[:-1]]}),
+              os.path.join(out_dir, "sources.csv"))
+
+
 def write(judged, run_dir, manifest, out_dir, progress=None):
     """report.md, report.html, the picture and the CSVs into out_dir; returns (the path of report.md, the verdict
     counts, the mismatches). `progress(step)` is told each step as it starts."""
@@ -218,7 +234,7 @@ def write(judged, run_dir, manifest, out_dir, progress=None):
     # pyarrow writes the judged table without the GIL: on a second core while the rest is made (a million rows'
     # CSV took as long as all the rest)
     writer = ThreadPoolExecutor(1)
-    judged_csv = writer.submit(write_csv, judged.drop(columns=["system", "meaning"]), os.path.join(out_dir, "judged.csv"))
+    judged_csv = writer.submit(write_judged, judged.drop(columns=["system", "meaning"]), out_dir)
     writer.shutdown(wait=False)
     progress("Markdown")
     hosts = pd.DataFrame.from_dict(manifest["hosts"], orient="index").reindex(columns=["status", "cases", "reason"])

@@ -217,6 +217,22 @@ def test_the_verdict_tables_give_the_documented_share_per_system_and_lab(judged,
     assert verdicts.count("<tr>") - 1 == judged.groupby(["host", "run_id", "lab"]).ngroups
 
 
+def test_the_judged_table_names_each_source_once(judged, tmp_path):
+    """judged.csv holds every judged row with its source as a number, sources.csv each source's text once: joined,
+    they give back every row's source, and an undocumented row has none."""
+    report.write(judged, REPO, {"run_id": "test", "started": "", "ended": "", "agent_version": "",
+                                "hosts": {"local": {"status": "completed", "cases": 1, "reason": ""}}}, str(tmp_path))
+    table = pd.read_csv(str(tmp_path / "judged.csv"), dtype=str, keep_default_na=False)
+    sources = pd.read_csv(str(tmp_path / "sources.csv"), dtype=str, keep_default_na=False)
+    assert "source" not in table.columns and len(table) == len(judged)
+    assert sources["source_id"].is_unique and sources["source"].is_unique and (sources["source"] != "").all()
+    text = dict(zip(sources["source_id"], sources["source"]))
+    joined = table["source_id"].map(lambda number: text[number] if number else "")
+    assert list(joined) == list(judged["source"].astype(str))
+    assert (table.loc[table["verdict"] == "undocumented", "source_id"] == "").all()
+    assert set(joined) - {""} == set(sources["source"])
+
+
 # ------------------------------------------------------------------------------------------------ Markdown
 
 def test_the_markdown_answers_first_and_fits_a_readme(judged, tmp_path):
