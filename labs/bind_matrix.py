@@ -174,10 +174,13 @@ class Earlier(OpenSockets):
             raise Unsupported("first socket bind: {}".format(name)) from None
 
     def connect(self):
-        """A client on loopback, and the server's accepted end of its connection."""
+        """A client on loopback, and the server's accepted end of its connection. The client binds a fresh port
+        before it connects: a port connect() picks may be another case's (gVisor's connect() takes ports that bound
+        sockets hold), which would put a stranger on that case's port after its witness."""
         client_family, host = endpoints.peer_of(self.params["family"], self.params["first_addr"])
         self.first.listen(8)
         self.client = self.track(socket.socket(endpoints.SOCKET_FAMILY[client_family], socket.SOCK_STREAM))
+        endpoints.bind_fresh_port(self.options, self.client, "tcp", client_family, "wildcard")
         self.client.connect((host, self.port))
         self.server = self.track(self.first.accept()[0])
 
