@@ -12,6 +12,8 @@ import pytest
 
 from collect.inventory import Host
 from collect.transports.local import LocalTransport
+from testbed import system
+from testbed.errors import LabError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sudo -u and ip netns need root")
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by any user, unlike a Python under /root
@@ -27,9 +29,19 @@ def measured(settings):
     return records[0], {record["prober"]: record for record in records if record["record"] == "case"}
 
 
-@pytest.mark.skipif(not shutil.which("sudo") or not os.access(SYSTEM_PYTHON, os.X_OK),
-                    reason="needs sudo and " + SYSTEM_PYTHON)
-def test_sudo_runs_the_agent_as_another_user():
+@pytest.fixture
+def sudo():
+    """sudo, installed from Debian when missing (a plain machine lacks it); skipped, saying why, where it cannot be."""
+    if not shutil.which("sudo"):
+        try:
+            system.apt_install(["sudo"])
+        except LabError as exc:
+            pytest.skip(str(exc))
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("needs " + SYSTEM_PYTHON)
+
+
+def test_sudo_runs_the_agent_as_another_user(sudo):
     facts, cases = measured({"launcher": "sudo -u nobody", "python": SYSTEM_PYTHON})
     assert (facts["launcher"], facts["admin"]) == ("sudo -u nobody", False)
     assert "implementation_version" not in facts  # only runsc is asked what it is

@@ -4,7 +4,6 @@ own, with the sysctl at 0 and at 1, when root); a host that cannot count a queue
 is left behind."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from labs import endpoints, listener_drain
 from labs.polling import poll
 from labs.sockopts import platform_family
 from tests.conftest import REPO, in_own_network
+from tests.test_gvisor_expectations import runsc  # noqa: F401 (a fixture: installs Debian's runsc when missing)
 
 needs_linux = pytest.mark.skipif(platform_family() != "linux", reason="tcp_migrate_req and TCP_INFO are Linux's")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
@@ -87,12 +87,10 @@ def test_three_listeners_share_the_queue_and_the_closed_one_s_go_to_the_other_tw
     assert_accounted(case)
 
 
-@needs_root
-@pytest.mark.skipif(shutil.which("runsc") is None, reason="needs gVisor's runsc")
-def test_a_host_that_cannot_count_a_queue_is_inconclusive():
+def test_a_host_that_cannot_count_a_queue_is_inconclusive(runsc):  # noqa: F811
     """gVisor answers TCP_INFO on a listener with the queue length left zero (labs.sockopts), so the agent, knowing
     it runs in gVisor, does not read it there: the queues are unknown and the case claims nothing."""
-    (case,) = run_agent(*ONE_CASE, launcher=("runsc", "--network=none", "do"))
+    (case,) = run_agent(*ONE_CASE, launcher=(runsc, "--network=none", "do"))
     assert case["outcome"] == "inconclusive"
     assert case["detail"] == "this host does not say how many connections a listener holds queued"
     assert "drain" not in case and "spread" not in case

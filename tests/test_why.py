@@ -173,7 +173,8 @@ def test_the_listener_accepts_every_connection_during_and_after_why(context):
         stop_during.set()
         threads[1].join()
         connecting(earlier.port, after, stop_during, 50)  # stop_during is set: 50 connections, then it returns
-        assert {entry["opts"]: entry["bind"] for entry in document["answers"]}["SO_REUSEPORT"] == "ok"
+        binds = {entry["opts"]: entry["bind"] for entry in document["answers"]}
+        assert binds["SO_REUSEPORT"] == "ok" and binds["none"] == "EADDRINUSE" and status == 1
         assert set(during) == {"ok"} and set(after) == {"ok"}, (during, after)
         made = len(during) + len(after)
         assert poll(lambda: len(accepted), lambda count: count >= made, 10) == made
