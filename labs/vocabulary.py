@@ -24,9 +24,11 @@ ERROR_NAMES = (
 # with "+", so "LISTEN+ESTABLISHED" is both the name of a bind_matrix state and what its witness shows.
 # BOUND: a socket bound but not listening (TCP), or an unconnected UDP socket; a connected UDP socket is
 # ESTABLISHED.
+# "FIN_WAIT_2 (full socket)": a closed socket's FIN_WAIT_2 that Linux keeps as a full socket, not as the timewait
+# entry it usually becomes (labs.witness, SockDiagReader): bind() treats the two apart.
 TCP_STATES = (
-    "BOUND", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT",
-    "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED",
+    "BOUND", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "FIN_WAIT_2 (full socket)",
+    "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED",
 )
 
 # Socket options of the matrix, in the order DESIGN.md joins them ("SO_REUSEADDR+SO_REUSEPORT").

@@ -408,6 +408,7 @@ _DIAG_INODE = struct.Struct("=I")
 _DIAG_MSG = struct.Struct("=BBBB 2s2s16s16sI8s IIIII")
 INET_DIAG_SKV6ONLY = 11  # a u8 attribute of every AF_INET6 full socket (not of timewait entries)
 TIMEWAIT_TIMER = 3  # idiag_timer of a timewait entry (TIME_WAIT, or an orphan's FIN_WAIT_2): expires is its time left
+FULL_FIN_WAIT_2 = "FIN_WAIT_2 (full socket)"  # a closed socket's FIN_WAIT_2 not in the timewait table (vocabulary)
 NLA_TYPE_MASK = 0x3FFF
 
 
@@ -472,6 +473,10 @@ class SockDiagReader(Reader):
         address and peer, or a zero peer (udp_dump_one reads the request's src as the peer: "swapped for
         historical reasons"). An open socket is told from another one the lookup may find on the same address
         (a wildcard or SO_REUSEPORT listener) by its inode; a closed one's TIME_WAIT is the entry at its 4-tuple;
+        a closed one's FIN_WAIT_2 is witnessed as such only as the kernel's timewait entry (idiag_timer 3): an
+        orphan whose last ACK is handled while it is still locked, or any orphan when tcp_fin_timeout exceeds 60 s,
+        stays a full socket in FIN_WAIT_2 (tcp_rcv_state_process, __tcp_close), and bind() treats the two apart
+        (inet_bind_conflict waives the owner check for a timewait entry only): it reads FULL_FIN_WAIT_2;
       - strangers: a port-filtered dump of the listening table (states mask LISTEN alone: the kernel then skips
         its established table) and of the UDP table (hashed by port) over the batch's ports: both walks are
         bounded by the listeners and UDP sockets the host holds, not by its connections. An entry there that is
@@ -546,7 +551,8 @@ class SockDiagReader(Reader):
                 found = self._lookup(watches)
             except OSError:
                 return False
-            return found == [(TCP_LISTEN, _inode(listener)), (TCP_CLOSE, _inode(datagram))]
+            return [answer and answer[:2] for answer in found] == [(TCP_LISTEN, _inode(listener)),
+                                                                    (TCP_CLOSE, _inode(datagram))]
         finally:
             for sock in (listener, datagram):
                 if sock is not None:
@@ -582,13 +588,16 @@ class SockDiagReader(Reader):
                         seen[index].add(_inode(end.sock))
                         states[index].append("BOUND")
                     continue
-                number, inode = answer
+                number, inode, timer = answer
                 if inode and inode in seen[index]:  # TIME_WAIT entries have no inode: each is its own
                     continue
                 seen[index].add(inode)
                 mine = inode in own[index] if end.sock is not None else inode == 0
                 strangers[index] += not mine
-                states[index].append(self._state(watch.proto, number))
+                state = self._state(watch.proto, number)
+                if end.sock is None and state == "FIN_WAIT_2" and timer != TIMEWAIT_TIMER:
+                    state = FULL_FIN_WAIT_2
+                states[index].append(state)
         where = {(watch.proto, watch.port): index for index, watch in enumerate(watches)}
         # listeners (a LISTEN-only mask: the kernel skips its established table) and UDP sockets
         for proto, mask in (("tcp", 1 << TCP_LISTEN), ("udp", UDP_STATE_MASK)):
@@ -609,8 +618,8 @@ class SockDiagReader(Reader):
         return _state_name(SOCK_DIAG_TCP_STATES if proto == "tcp" else LINUX_UDP_STATES, number, "sock_diag")
 
     def _lookup(self, watches):
-        """The kernel's answer to one exact request per End of `watches`, in order: (state number, inode) of the
-        socket it found, or None (ENOENT). Sent LOOKUPS_IN_FLIGHT to a message, so their replies never overflow
+        """The kernel's answer to one exact request per End of `watches`, in order: (state number, inode, timer)
+        of the socket it found, or None (ENOENT). Sent LOOKUPS_IN_FLIGHT to a message, so their replies never overflow
         the netlink socket's receive buffer (a reply that does not fit is dropped)."""
         requests = [self._lookup_request(watch.proto, end) for watch in watches for end in watch.ends]
         answers = []
@@ -660,7 +669,7 @@ class SockDiagReader(Reader):
             offset += (length + 3) & ~3
 
     def _lookup_replies(self, waiting):
-        """{sequence number: (state number, inode) or None} for the lookups in `waiting`."""
+        """{sequence number: (state number, inode, idiag_timer) or None} for the lookups in `waiting`."""
         buffer, replies = self._buffer, {}
         while waiting:
             for offset, _length, kind, _flags, seq in self._messages():
@@ -673,7 +682,8 @@ class SockDiagReader(Reader):
                         raise OSError(-error, "sock_diag lookup: " + os.strerror(-error))
                     replies[seq] = None
                 else:
-                    replies[seq] = (buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0])
+                    replies[seq] = (buffer[offset + 17], _DIAG_INODE.unpack_from(buffer, offset + 84)[0],
+                                    buffer[offset + 18])
         return replies
 
     def sockets(self, proto, port):

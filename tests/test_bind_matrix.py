@@ -215,6 +215,30 @@ def test_a_state_that_is_not_witnessed_is_inconclusive(context, monkeypatch):
     assert "bind" not in record
 
 
+FIN_WAIT_2_CASES = ["--where", "proto=tcp", "--where", "state=FIN_WAIT_2", "--where", "first_addr=wildcard",
+                    "--where", "second_addr=wildcard", "--where", "first_opts=none,SO_REUSEPORT"]
+
+
+@needs_linux
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a network namespace of its own")
+def test_a_fin_wait_2_kept_as_a_full_socket_is_not_the_cases_state():
+    """With tcp_fin_timeout above 60 s Linux keeps every closed end's FIN_WAIT_2 as a full socket (__tcp_close),
+    where bind() applies the owner check it waives for the usual timewait entry: such a case is inconclusive, its
+    witness and detail say why; with the default 60 s the same cases are witnessed."""
+    def cases(fin_timeout):
+        command = in_own_network([sys.executable, "-m", "labs", "--lab", "bind_matrix"] + FIN_WAIT_2_CASES,
+                                 {"net.ipv4.tcp_fin_timeout": fin_timeout})
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+        return [record for record in map(json.loads, done.stdout.splitlines()) if record["record"] == "case"]
+
+    full = cases(120)
+    assert full and all(case["outcome"] == "inconclusive" and case["witness"] == "FIN_WAIT_2 (full socket)" and
+                        "FIN_WAIT_2 as a full socket" in case["detail"] for case in full)
+    usual = cases(60)
+    assert [case["case_id"] for case in usual] == [case["case_id"] for case in full]
+    assert all(case["outcome"] != "inconclusive" and case["witness"] == "FIN_WAIT_2" for case in usual)
+
+
 # bind_wildcard.c's TCP_F(bind_wildcard, plain) pairs (Linux 6.12's selftest; expected_errno[1]): the second
 # socket of another family than the first, both bound only, no options, in one process.
 CROSS_FAMILY_LINUX = [
