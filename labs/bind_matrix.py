@@ -26,8 +26,8 @@ from labs.connection import STATE_DEADLINE, OpenSockets, Peer, expect_eof
 from labs.outcomes import FAILURES, Unsupported, Unwitnessed, record_steps, recorded
 from labs.prober import ProberProcess, SameProcess, unprivileged_user
 from labs.sockopts import Options, error_name
-from labs.vocabulary import INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
-from labs.witness import BY_OWN_SOCKET, BY_PEER, FULL_FIN_WAIT_2, End, Watch, Witness, watch, witnessed_by
+from labs.vocabulary import FULL_FIN_WAIT_2, INCONCLUSIVE, OK, UNSUPPORTED, join_options, join_states, split_options
+from labs.witness import BY_OWN_SOCKET, BY_PEER, End, Watch, Witness, watch, witnessed_by
 
 PARAMETERS = ("proto", "family", "state", "first_opts", "second_opts", "first_addr", "second_addr", "prober",
               "second_family")
@@ -359,7 +359,7 @@ def witness(context, driven, records):
                     earlier.port, reading.strangers, "" if shown else ", and the case's state did not show"))
             if not shown:
                 raise Unwitnessed("state not witnessed on port {}{}".format(
-                    earlier.port, UNLIKE_FIN_WAIT_2 if FULL_FIN_WAIT_2 in record["witness"] else ""))
+                    earlier.port, UNLIKE_FIN_WAIT_2 if FULL_FIN_WAIT_2 in reading.states else ""))
             witnessed.append((index, earlier))
     return witnessed
 

@@ -24,10 +24,11 @@ ERROR_NAMES = (
 # with "+", so "LISTEN+ESTABLISHED" is both the name of a bind_matrix state and what its witness shows.
 # BOUND: a socket bound but not listening (TCP), or an unconnected UDP socket; a connected UDP socket is
 # ESTABLISHED.
-# "FIN_WAIT_2 (full socket)": a closed socket's FIN_WAIT_2 that Linux keeps as a full socket, not as the timewait
-# entry it usually becomes (labs.witness, SockDiagReader): bind() treats the two apart.
+# FULL_FIN_WAIT_2: a closed socket's FIN_WAIT_2 that Linux keeps as a full socket, not as the timewait entry it
+# usually becomes (labs.witness, SockDiagReader): bind() treats the two apart.
+FULL_FIN_WAIT_2 = "FIN_WAIT_2 (full socket)"
 TCP_STATES = (
-    "BOUND", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "FIN_WAIT_2 (full socket)",
+    "BOUND", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", FULL_FIN_WAIT_2,
     "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED",
 )
 

@@ -46,6 +46,7 @@ import struct
 import subprocess
 
 from labs.polling import poll
+from labs.vocabulary import FULL_FIN_WAIT_2
 
 
 class WitnessError(Exception):
@@ -408,7 +409,6 @@ _DIAG_INODE = struct.Struct("=I")
 _DIAG_MSG = struct.Struct("=BBBB 2s2s16s16sI8s IIIII")
 INET_DIAG_SKV6ONLY = 11  # a u8 attribute of every AF_INET6 full socket (not of timewait entries)
 TIMEWAIT_TIMER = 3  # idiag_timer of a timewait entry (TIME_WAIT, or an orphan's FIN_WAIT_2): expires is its time left
-FULL_FIN_WAIT_2 = "FIN_WAIT_2 (full socket)"  # a closed socket's FIN_WAIT_2 not in the timewait table (vocabulary)
 NLA_TYPE_MASK = 0x3FFF
 
 
